@@ -1,0 +1,171 @@
+"""Request and answer schemas of the admin API."""
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from ..money import to_nano
+
+
+class Money(fields.Field):
+    """USD as a decimal string or a number in, nano-dollars inside, a decimal string out."""
+
+    default_error_messages = {"invalid": "Not a valid amount of USD (a decimal string or number, 0 to 1e9)."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return to_nano(value)
+        except (ValueError, TypeError):
+            raise self.make_error("invalid") from None
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
+ID = validate.Length(min=1, max=200)
+PROVIDERS = ("openai", "anthropic", "echo")
+
+
+class LimitsSchema(ma.Schema):
+    five_hour_usd = Money(allow_none=True)
+    weekly_usd = Money(allow_none=True)
+
+
+class AccountInSchema(ma.Schema):
+    name = fields.String(required=True, validate=ID)
+    provider = fields.String(required=True, validate=validate.OneOf(PROVIDERS))
+    base_url = fields.String(validate=validate.Length(max=2000))
+    api_key = fields.String(load_only=True, validate=validate.Length(max=4000))
+    api = fields.String(load_default="chat", validate=validate.OneOf(("chat", "responses")))
+    models = fields.List(fields.String(validate=ID), load_default=list)
+    model_map = fields.Dict(keys=fields.String(validate=ID), values=fields.String(validate=ID), load_default=dict)
+    weight = fields.Integer(load_default=1, validate=validate.Range(min=0, max=1000))
+    enabled = fields.Boolean(load_default=True)
+    limits = fields.Nested(LimitsSchema, load_default=dict)
+
+    @ma.validates_schema
+    def _url(self, data, **kwargs):
+        url = data.get("base_url")
+        if url and not url.startswith(("http://", "https://")):
+            raise ma.ValidationError("must be an http:// or https:// URL", "base_url")
+
+    @ma.post_load
+    def _limits(self, data, **kwargs):
+        if "limits" in data:
+            data["limits"] = {k: v for k, v in data["limits"].items() if v is not None}
+        return data
+
+
+class AccountPatchSchema(AccountInSchema):
+    class Meta:
+        partial = True
+
+    api = fields.String(validate=validate.OneOf(("chat", "responses")))
+    models = fields.List(fields.String(validate=ID))
+    model_map = fields.Dict(keys=fields.String(validate=ID), values=fields.String(validate=ID))
+    weight = fields.Integer(validate=validate.Range(min=0, max=1000))
+    enabled = fields.Boolean()
+    limits = fields.Nested(LimitsSchema)
+
+
+class AccountOutSchema(ma.Schema):
+    id = fields.String()
+    object = fields.String()
+    name = fields.String()
+    provider = fields.String()
+    base_url = fields.String()
+    api_key = fields.String(allow_none=True, metadata={"description": "redacted"})
+    api = fields.String()
+    models = fields.List(fields.String())
+    model_map = fields.Dict(keys=fields.String(), values=fields.String())
+    weight = fields.Integer()
+    enabled = fields.Boolean()
+    limits = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True))
+    created_at = fields.Integer()
+    healthy = fields.Boolean()
+    cooldown_until = fields.Float(allow_none=True)
+    last_error = fields.String(allow_none=True)
+
+
+class ModelInSchema(ma.Schema):
+    id = fields.String(required=True, validate=ID)
+    display_name = fields.String(validate=validate.Length(max=200))
+    owned_by = fields.String(validate=validate.Length(max=100))
+    context_window = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    max_output_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    input_usd_per_mtok = Money(data_key="input_usd_per_mtok", attribute="input_nano_per_mtok")
+    output_usd_per_mtok = Money(data_key="output_usd_per_mtok", attribute="output_nano_per_mtok")
+    cached_input_usd_per_mtok = Money(allow_none=True, data_key="cached_input_usd_per_mtok",
+                                      attribute="cached_input_nano_per_mtok")
+
+
+class ModelPatchSchema(ModelInSchema):
+    class Meta:
+        partial = True
+        exclude = ("id",)
+
+
+class ModelOutSchema(ma.Schema):
+    id = fields.String()
+    object = fields.String()
+    display_name = fields.String()
+    owned_by = fields.String()
+    context_window = fields.Integer(allow_none=True)
+    max_output_tokens = fields.Integer(allow_none=True)
+    input_usd_per_mtok = fields.String()
+    output_usd_per_mtok = fields.String()
+    cached_input_usd_per_mtok = fields.String(allow_none=True)
+    created_at = fields.Integer()
+
+
+class KeyInSchema(ma.Schema):
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+    budget_usd = Money(allow_none=True, attribute="budget_nano", load_default=None)
+    expires_at = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=2**40))
+    models = fields.List(fields.String(validate=ID), allow_none=True)
+    rpm = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=10**7))
+
+
+class KeyPatchSchema(KeyInSchema):
+    class Meta:
+        partial = True
+
+    name = fields.String(validate=validate.Length(max=200))
+    budget_usd = Money(allow_none=True, attribute="budget_nano")
+    disabled = fields.Boolean()
+
+
+class KeyOutSchema(ma.Schema):
+    id = fields.String()
+    object = fields.String()
+    name = fields.String()
+    redacted_value = fields.String()
+    budget_usd = fields.String(allow_none=True)
+    used_usd = fields.String()
+    created_at = fields.Integer()
+    last_used_at = fields.Integer(allow_none=True)
+    expires_at = fields.Integer(allow_none=True)
+    models = fields.List(fields.String(), allow_none=True)
+    rpm = fields.Integer(allow_none=True)
+    disabled = fields.Boolean()
+    email = fields.String(allow_none=True)
+    key = fields.String(metadata={"description": "the plaintext key, in the creation answer only"})
+
+
+class DeletedSchema(ma.Schema):
+    id = fields.String()
+    object = fields.String()
+    deleted = fields.Boolean()
+
+
+def list_schema(item_schema: type, name: str) -> type:
+    """An OpenAI-style list page of `item_schema`."""
+    return ma.Schema.from_dict({
+        "object": fields.String(), "data": fields.List(fields.Nested(item_schema)),
+        "has_more": fields.Boolean(), "first_id": fields.String(allow_none=True),
+        "last_id": fields.String(allow_none=True)}, name=name)
+
+
+AccountListSchema = list_schema(AccountOutSchema, "AccountList")
+ModelListAdminSchema = list_schema(ModelOutSchema, "ModelAdminList")
+KeyListSchema = list_schema(KeyOutSchema, "KeyList")

@@ -1,0 +1,54 @@
+"""The HTTP edge of the gateway routes: JSON bodies in, pipeline answers out."""
+from __future__ import annotations
+
+import json
+
+from flask import Response, current_app, jsonify, request
+
+from ..api_error import ApiError
+from ..auth import require_key
+from ..gateway.pipeline import Answer, Call, handle
+
+FORWARDED = ("anthropic-version", "anthropic-beta")
+
+
+def json_body() -> dict:
+    """The request body as a JSON object (400 otherwise), whatever the declared content type."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise ApiError(400, "The request body is empty: send a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
+
+
+def to_response(answer: Answer) -> Response:
+    """A Flask response for a pipeline answer (streamed bodies are passed through unbuffered)."""
+    if answer.stream is not None:
+        return Response(answer.stream, status=answer.status, headers=answer.headers, direct_passthrough=True)
+    response = jsonify(answer.body)
+    response.status_code = answer.status
+    for name, value in answer.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def run(inbound: str) -> Response:
+    """Serve one gateway call in the `inbound` format for the calling key."""
+    key = require_key()
+    body = json_body()
+    forward = {name: request.headers[name] for name in FORWARDED if name in request.headers}
+    call = Call(inbound=inbound, endpoint=request.path, body=body, key=key,
+                settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
+                query=request.query_string.decode("latin-1"))
+    return to_response(handle(call))
+
+
+def request_body_doc(required: list, properties: dict) -> dict:
+    """An OpenAPI requestBody for a JSON object with extra fields allowed."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": required, "properties": properties, "additionalProperties": True}}}}}

@@ -1,0 +1,58 @@
+"""OpenAI Responses, with state kept by the gateway."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..auth import require_key
+from ..models import StoredResponse
+from ..gateway.state import get_stored
+from .gateway_http import request_body_doc, run
+from .schemas import ListArgsSchema
+
+blp = Blueprint("responses", __name__, url_prefix="/v1", description="OpenAI Responses")
+
+
+@blp.route("/responses")
+class Responses(MethodView):
+    @blp.doc(**request_body_doc(["model"], {
+        "model": {"type": "string"}, "input": {}, "instructions": {"type": "string"},
+        "previous_response_id": {"type": "string"}, "conversation": {}, "store": {"type": "boolean"},
+        "stream": {"type": "boolean"}, "tools": {"type": "array", "items": {"type": "object"}},
+        "max_output_tokens": {"type": "integer"}}))
+    def post(self):
+        """Create a response (SSE when `stream` is true)."""
+        return run("responses")
+
+
+@blp.route("/responses/<response_id>")
+class ResponseItem(MethodView):
+    def get(self, response_id):
+        """A stored response of the calling key."""
+        key = require_key()
+        return get_stored(response_id, key.id).body
+
+    def delete(self, response_id):
+        """Delete a stored response."""
+        key = require_key()
+        row = get_stored(response_id, key.id)
+        StoredResponse.delete().where(StoredResponse.id == row.id).execute()
+        return {"id": row.id, "object": "response", "deleted": True}
+
+
+@blp.route("/responses/<response_id>/input_items")
+class ResponseInputItems(MethodView):
+    @blp.arguments(ListArgsSchema, location="query")
+    def get(self, args, response_id):
+        """The input items of a stored response (newest first unless `order=asc`)."""
+        key = require_key()
+        items = list(get_stored(response_id, key.id).input_items or [])
+        if args["order"] == "desc":
+            items.reverse()
+        after = args.get("after")
+        if after:
+            ids = [item.get("id") for item in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        page = items[:args["limit"]]
+        return {"object": "list", "data": page, "has_more": len(items) > len(page),
+                "first_id": page[0].get("id") if page else None, "last_id": page[-1].get("id") if page else None}

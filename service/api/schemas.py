@@ -1,0 +1,56 @@
+"""Shared marshmallow schemas: errors, ping, models, list pages."""
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+
+class OpenAIErrorBodySchema(ma.Schema):
+    message = fields.String()
+    type = fields.String()
+    param = fields.String(allow_none=True)
+    code = fields.String(allow_none=True)
+
+
+class ErrorSchema(ma.Schema):
+    """The OpenAI error envelope (`/v1/messages*` answer the Anthropic one)."""
+
+    error = fields.Nested(OpenAIErrorBodySchema)
+    type = fields.String()
+
+
+class PingSchema(ma.Schema):
+    object = fields.String()
+    status = fields.String()
+    version = fields.String()
+
+
+class ModelObjectSchema(ma.Schema):
+    """A model: OpenAI fields (object, created, owned_by) or Anthropic ones (type, display_name, created_at)."""
+
+    id = fields.String()
+    object = fields.String()
+    created = fields.Integer()
+    owned_by = fields.String()
+    type = fields.String()
+    display_name = fields.String()
+    created_at = fields.String()
+
+
+class ModelListSchema(ma.Schema):
+    object = fields.String()
+    data = fields.List(fields.Nested(ModelObjectSchema))
+    has_more = fields.Boolean()
+    first_id = fields.String(allow_none=True)
+    last_id = fields.String(allow_none=True)
+
+
+class ListArgsSchema(ma.Schema):
+    """Cursor pagination: `limit` items after the id `after`."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    limit = fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=1000))
+    after = fields.String(load_default=None)
+    order = fields.String(load_default="desc", validate=ma.validate.OneOf(["asc", "desc"]))

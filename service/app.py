@@ -1,0 +1,64 @@
+"""The Flask application: settings, database, blueprints and the error handlers, wired once."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from flask import Flask
+from flask_smorest import Api
+
+from . import __version__
+from .auth import Secrets
+from .config import Settings
+
+
+@dataclass
+class AppState:
+    """What every request needs, built once per process."""
+
+    settings: Settings
+    secrets: Secrets
+    generated_admin_token: Optional[str] = None
+    extras: dict = field(default_factory=dict)
+
+
+class GatewayApi(Api):
+    """flask-smorest's Api, with errors rendered in our envelopes (400, not 422)."""
+
+    def handle_http_exception(self, error):
+        from .errors import handle_http_exception
+
+        return handle_http_exception(error)
+
+
+def build_app(config: Optional[dict] = None) -> Flask:
+    """The app: settings from the environment, overridden by `config`."""
+    from . import db, errors
+    from .api import register_blueprints
+    from .bootstrap import bootstrap
+
+    settings = Settings.from_env().override(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="OneKeyLLM", API_VERSION=__version__, OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.json.compact = True
+
+    db.init_database(settings.database_url)
+    secrets, admin_token = bootstrap(settings)
+    app.extensions["onekeyllm"] = AppState(settings=settings, secrets=secrets, generated_admin_token=admin_token)
+
+    app.before_request(db.open_connection)
+    app.teardown_request(db.close_connection)
+
+    api = GatewayApi(app, spec_kwargs={"components": {"securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
+    errors.register_error_handlers(app)
+    register_blueprints(api)
+    return app

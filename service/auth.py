@@ -1,0 +1,133 @@
+"""Keys, the admin bearer and user JWTs."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import jwt
+from flask import current_app, g, request
+
+from .errors import ApiError
+from .models import ApiKey
+
+KEY_PREFIX = "sk-lazytech-"
+JWT_ISSUER = "onekeyllm"
+JWT_ALGORITHM = "HS256"
+JWT_LIFETIME_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Per-installation secrets, loaded once at start from the settings table."""
+
+    pepper: bytes
+    jwt_secret: str
+    admin_token_hash: str
+
+
+def new_key_value() -> str:
+    """A fresh user key: the prefix and 43 URL-safe random characters (256 bits)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(pepper: bytes, value: str) -> str:
+    """The keyed hash under which a key (or token) is stored and looked up."""
+    return hmac.new(pepper, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def redact(last4: str) -> str:
+    return f"{KEY_PREFIX}...{last4}"
+
+
+def _secrets() -> Secrets:
+    return current_app.extensions["onekeyllm"].secrets
+
+
+def bearer_token(allow_x_api_key: bool = False) -> Optional[str]:
+    """The credential the client sent, or None."""
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer " and header[7:].strip():
+        return header[7:].strip()
+    if allow_x_api_key:
+        value = request.headers.get("x-api-key", "").strip()
+        return value or None
+    return None
+
+
+def find_key(value: str) -> Optional[ApiKey]:
+    """The live key row for a plaintext key, compared by keyed hash in constant time."""
+    if not value.startswith(KEY_PREFIX) or len(value) > 200:
+        return None
+    digest = hash_secret(_secrets().pepper, value)
+    row = ApiKey.get_or_none(ApiKey.key_hash == digest)
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return row
+
+
+def require_key() -> ApiKey:
+    """The caller's key (401 when missing, unknown, revoked, disabled or expired)."""
+    cached = g.get("api_key")
+    if cached is not None:
+        return cached
+    value = bearer_token(allow_x_api_key=request.path.startswith("/v1/messages"))
+    if not value:
+        raise ApiError(401, "Missing API key: send `Authorization: Bearer sk-lazytech-…`.",
+                       code="missing_api_key")
+    row = find_key(value)
+    if row is None or row.revoked:
+        raise ApiError(401, "Invalid API key.", code="invalid_api_key")
+    if row.disabled:
+        raise ApiError(401, "This API key is disabled.", code="key_disabled")
+    if row.expires_at is not None and row.expires_at <= time.time():
+        raise ApiError(401, "This API key has expired.", code="key_expired")
+    g.api_key = row
+    return row
+
+
+def is_admin_token(value: str) -> bool:
+    """Whether `value` is the admin token (keyed hash, constant-time comparison)."""
+    expected = _secrets().admin_token_hash
+    return bool(expected) and hmac.compare_digest(hash_secret(_secrets().pepper, value), expected)
+
+
+def require_admin() -> None:
+    """401 without a valid admin bearer; 403 for a valid user key."""
+    value = bearer_token()
+    if not value:
+        raise ApiError(401, "Missing admin token.", code="missing_api_key")
+    if is_admin_token(value):
+        return
+    if find_key(value) is not None:
+        raise ApiError(403, "This route needs the admin token, not a user key.", type="permission_error")
+    raise ApiError(401, "Invalid admin token.", code="invalid_api_key")
+
+
+def issue_jwt(email: str, lifetime: int = JWT_LIFETIME_SECONDS) -> tuple[str, int]:
+    """An HS256 token for `email` and its lifetime in seconds."""
+    issued = int(time.time())
+    claims = {"sub": email, "email": email, "iat": issued, "exp": issued + lifetime, "iss": JWT_ISSUER}
+    return jwt.encode(claims, _secrets().jwt_secret, algorithm=JWT_ALGORITHM), lifetime
+
+
+def verify_jwt(token: str) -> dict:
+    """The claims of a valid token; 401 for a bad signature, algorithm, issuer or expiry."""
+    try:
+        return jwt.decode(token, _secrets().jwt_secret, algorithms=[JWT_ALGORITHM], issuer=JWT_ISSUER,
+                          options={"require": ["exp", "iat", "sub", "iss"]})
+    except jwt.ExpiredSignatureError:
+        raise ApiError(401, "The token has expired.", code="token_expired") from None
+    except jwt.InvalidTokenError:
+        raise ApiError(401, "Invalid token.", code="invalid_token") from None
+
+
+def require_user_email() -> str:
+    """The email of the caller's JWT."""
+    value = bearer_token()
+    if not value:
+        raise ApiError(401, "Missing bearer token.", code="missing_api_key")
+    return verify_jwt(value)["email"]

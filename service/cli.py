@@ -1,0 +1,193 @@
+"""`onekeyllm …`: serve the app, or run admin operations straight on the database.
+
+Imports stay inside the commands: `serve` must monkey-patch with gevent before
+anything imports sockets or ssl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+
+def _print_admin_token(token: Optional[str]) -> None:
+    if token:
+        print("Admin token (shown once, store it now):", token, flush=True)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import signal
+
+    import gevent
+    from gevent.pywsgi import WSGIServer
+
+    from . import create_app
+
+    app = create_app()
+    _print_admin_token(app.extensions["onekeyllm"].generated_admin_token)
+    access_log = None if args.quiet else "default"
+    server = WSGIServer((args.host, args.port), app, log=access_log, error_log="default")
+    gevent.signal_handler(signal.SIGTERM, server.stop, 5)
+    gevent.signal_handler(signal.SIGINT, server.stop, 5)
+    print(f"OneKeyLLM listening on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def _database():
+    """Bind the database and make it ready; returns the installation secrets."""
+    from .bootstrap import bootstrap
+    from .config import Settings
+    from .db import init_database
+
+    settings = Settings.from_env()
+    init_database(settings.database_url)
+    secrets, token = bootstrap(settings)
+    _print_admin_token(token)
+    return secrets
+
+
+def _show(value) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _split(value: Optional[str]) -> Optional[list]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _run_admin(handler) -> int:
+    from .db import connected
+    from .errors import ApiError
+
+    try:
+        with connected():
+            handler()
+    except ApiError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    secrets = _database()
+    from . import registry
+    from .models import ApiKey
+    from .money import to_nano
+
+    def run():
+        if args.action == "create":
+            values = {"name": args.name or "", "models": _split(args.models), "rpm": args.rpm,
+                      "expires_at": args.expires_at,
+                      "budget_nano": to_nano(args.budget) if args.budget is not None else None}
+            row, plaintext = registry.create_key(secrets.pepper, values)
+            _show(registry.key_view(row, plaintext))
+        elif args.action == "list":
+            _show([registry.key_view(r) for r in ApiKey.select().where(ApiKey.revoked == False)])  # noqa: E712
+        elif args.action == "revoke":
+            _show(registry.revoke_key(registry.get_key(args.id)))
+
+    return _run_admin(run)
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    _database()
+    from . import registry
+    from .models import Account
+
+    def run():
+        if args.action == "add":
+            values = {"name": args.name, "provider": args.provider, "base_url": args.base_url or "",
+                      "api_key": args.api_key or "", "api": args.api, "models": _split(args.models) or [],
+                      "weight": args.weight}
+            _show(registry.account_view(registry.create_account(values)))
+        elif args.action == "list":
+            _show([registry.account_view(r) for r in Account.select()])
+
+    return _run_admin(run)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    _database()
+    from . import registry
+    from .models import CatalogModel
+    from .money import to_nano
+
+    def run():
+        if args.action == "add":
+            values = {"id": args.id, "display_name": args.display_name or args.id,
+                      "input_nano_per_mtok": to_nano(args.input), "output_nano_per_mtok": to_nano(args.output),
+                      "context_window": args.context_window, "max_output_tokens": args.max_output_tokens}
+            if args.cached_input is not None:
+                values["cached_input_nano_per_mtok"] = to_nano(args.cached_input)
+            _show(registry.model_view(registry.save_model(values)))
+        elif args.action == "list":
+            _show([registry.model_view(r) for r in CatalogModel.select()])
+
+    return _run_admin(run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onekeyllm", description="OneKeyLLM: one API key, every model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the gateway with gevent")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--quiet", action="store_true", help="no access log")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="create, list and revoke user keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create")
+    create.add_argument("--name", default="")
+    create.add_argument("--budget", help="USD, e.g. 10 or 2.50; none for no limit")
+    create.add_argument("--models", help="comma-separated models the key may use")
+    create.add_argument("--rpm", type=int)
+    create.add_argument("--expires-at", type=int, help="unix seconds")
+    keys_sub.add_parser("list")
+    revoke = keys_sub.add_parser("revoke")
+    revoke.add_argument("id")
+    keys.set_defaults(func=cmd_keys)
+
+    accounts = sub.add_parser("accounts", help="add and list upstream accounts")
+    acc_sub = accounts.add_subparsers(dest="action", required=True)
+    add = acc_sub.add_parser("add")
+    add.add_argument("--name", required=True)
+    add.add_argument("--provider", required=True, choices=["openai", "anthropic", "echo"])
+    add.add_argument("--base-url")
+    add.add_argument("--api-key")
+    add.add_argument("--api", default="chat", choices=["chat", "responses"])
+    add.add_argument("--models", help="comma-separated public model names")
+    add.add_argument("--weight", type=int, default=1)
+    acc_sub.add_parser("list")
+    accounts.set_defaults(func=cmd_accounts)
+
+    models = sub.add_parser("models", help="add and list catalog models")
+    mod_sub = models.add_subparsers(dest="action", required=True)
+    madd = mod_sub.add_parser("add")
+    madd.add_argument("--id", required=True)
+    madd.add_argument("--display-name")
+    madd.add_argument("--input", default="0", help="USD per million input tokens")
+    madd.add_argument("--output", default="0", help="USD per million output tokens")
+    madd.add_argument("--cached-input", help="USD per million cached input tokens")
+    madd.add_argument("--context-window", type=int)
+    madd.add_argument("--max-output-tokens", type=int)
+    mod_sub.add_parser("list")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

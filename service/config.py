@@ -1,0 +1,61 @@
+"""Settings from the environment, read once."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Optional
+
+
+def _env(name: str, default: Optional[str] = None) -> Optional[str]:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///onekeyllm.db"
+    admin_token: Optional[str] = None
+    jwt_secret: Optional[str] = None
+    files_dir: str = "onekeyllm-files"
+    smtp_url: Optional[str] = None
+    mail_from: str = "noreply@localhost"
+    upstream_timeout: float = 600.0
+    upstream_connect_timeout: float = 10.0
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_file_bytes: int = 512 * 1024 * 1024
+    keepalive_seconds: float = 15.0
+    cors_origins: Optional[str] = None
+    env_accounts: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        """Read every ONEKEYLLM_* variable (and the provider keys) once."""
+        accounts = {}
+        if _env("OPENAI_API_KEY"):
+            accounts["openai"] = {"api_key": _env("OPENAI_API_KEY"),
+                                  "base_url": _env("OPENAI_BASE_URL", "https://api.openai.com/v1")}
+        if _env("ANTHROPIC_API_KEY"):
+            accounts["anthropic"] = {"api_key": _env("ANTHROPIC_API_KEY"),
+                                     "base_url": _env("ANTHROPIC_BASE_URL", "https://api.anthropic.com")}
+        return cls(
+            database_url=_env("ONEKEYLLM_DATABASE_URL", cls.database_url),
+            admin_token=_env("ONEKEYLLM_ADMIN_TOKEN"),
+            jwt_secret=_env("ONEKEYLLM_JWT_SECRET"),
+            files_dir=_env("ONEKEYLLM_FILES_DIR", cls.files_dir),
+            smtp_url=_env("ONEKEYLLM_SMTP_URL"),
+            mail_from=_env("ONEKEYLLM_MAIL_FROM", cls.mail_from),
+            upstream_timeout=float(_env("ONEKEYLLM_UPSTREAM_TIMEOUT", "600")),
+            upstream_connect_timeout=float(_env("ONEKEYLLM_UPSTREAM_CONNECT_TIMEOUT", "10")),
+            max_body_bytes=int(_env("ONEKEYLLM_MAX_BODY_BYTES", str(cls.max_body_bytes))),
+            max_file_bytes=int(_env("ONEKEYLLM_MAX_FILE_BYTES", str(cls.max_file_bytes))),
+            keepalive_seconds=float(_env("ONEKEYLLM_KEEPALIVE_SECONDS", "15")),
+            cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
+            env_accounts=accounts,
+        )
+
+    def override(self, values: Optional[dict]) -> "Settings":
+        """A copy with the given fields replaced (tests, create_app(config=…))."""
+        if not values:
+            return self
+        known = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,122 @@
+"""Every error answer, in the envelope of the route family that was called."""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Optional
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .api_error import ApiError
+
+log = logging.getLogger("onekeyllm")
+
+OPENAI_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
+    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+    409: "conflict_error", 413: "request_too_large", 415: "invalid_request_error",
+    422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+    502: "upstream_error", 503: "service_unavailable", 504: "timeout_error",
+}
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+    409: "invalid_request_error", 413: "request_too_large", 415: "invalid_request_error",
+    422: "invalid_request_error", 429: "rate_limit_error", 500: "api_error",
+    502: "api_error", 503: "overloaded_error", 504: "api_error", 529: "overloaded_error",
+}
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path.startswith("/v1/messages")
+
+
+def error_payload(status: int, message: str, *, type: Optional[str] = None, param: Optional[str] = None,
+                  code: Optional[str] = None, anthropic: bool = False) -> dict:
+    """The error body in the OpenAI or the Anthropic envelope."""
+    if anthropic:
+        return {"type": "error", "error": {"type": type if type in ANTHROPIC_TYPES.values()
+                                           else ANTHROPIC_TYPES.get(status, "api_error"), "message": message}}
+    return {"error": {"message": message, "type": type or OPENAI_TYPES.get(status, "api_error"),
+                      "param": param, "code": code}}
+
+
+def render_error(status: int, message: str, *, type: Optional[str] = None, param: Optional[str] = None,
+                 code: Optional[str] = None, headers: Optional[dict] = None) -> Response:
+    """A JSON error response for the current request's route family."""
+    body = error_payload(status, message, type=type, param=param, code=code,
+                         anthropic=is_anthropic_path(request.path))
+    response = jsonify(body)
+    response.status_code = status
+    if status == 402:
+        response.headers["x-should-retry"] = "false"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _validation_message(messages) -> tuple[str, Optional[str]]:
+    """Flatten webargs/marshmallow messages into one sentence and the first field name."""
+    flat: list[tuple[str, str]] = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, path + [str(key)] if key not in ("json", "query", "form", "files", "_schema") else path)
+        elif isinstance(node, list) and node and all(isinstance(x, str) for x in node):
+            flat.append((".".join(path), " ".join(node)))
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, path)
+        else:
+            flat.append((".".join(path), str(node)))
+
+    walk(messages, [])
+    if not flat:
+        return "Invalid request.", None
+    text = "; ".join(f"{field}: {msg}" if field else msg for field, msg in flat[:5])
+    return text, flat[0][0] or None
+
+
+def handle_api_error(error: ApiError) -> Response:
+    return render_error(error.status, error.message, type=error.type, param=error.param,
+                        code=error.code, headers=error.headers)
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Flask's and flask-smorest's own errors (404, 405, 413, 422 validation…)."""
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    message, param = error.description or error.name, None
+    if "messages" in data or "errors" in data:
+        message, param = _validation_message(data.get("messages") or data.get("errors"))
+        status = 400
+    elif "message" in data:
+        message = data["message"]
+    if status == 413:
+        message = "Request body too large."
+    if status == 404 and not data:
+        message = f"Unknown path: {request.method} {request.path}"
+    if status == 405:
+        message = f"Method {request.method} is not allowed on {request.path}."
+    headers = dict(data.get("headers") or {})
+    if status == 500:
+        return handle_unexpected(error)
+    return render_error(status, message, param=param, headers=headers)
+
+
+def handle_unexpected(error: BaseException) -> Response:
+    """Anything else: logged with a request id, answered 500 without internals."""
+    request_id = "req_" + uuid.uuid4().hex[:16]
+    log.error("unhandled error %s on %s %s", request_id, request.method, request.path,
+              exc_info=(type(error), error, error.__traceback__))
+    return render_error(500, f"Internal error (request id {request_id}).",
+                        headers={"x-request-id": request_id})
+
+
+def register_error_handlers(app: Flask) -> None:
+    """The one place that turns exceptions into answers."""
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,313 @@
+"""The canonical turn and stream: what every wire format is parsed into and rendered from.
+
+A codec per wire format converts between its JSON and these dataclasses, so N
+formats cost N codecs. Nothing here knows HTTP or Flask.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Union
+
+
+# ---------------------------------------------------------------- content parts
+@dataclass
+class TextPart:
+    text: str
+    type: str = "text"
+
+
+@dataclass
+class ImagePart:
+    """An image: `url` is an http(s) URL or a `data:` URL; `file_id` one of our files."""
+
+    url: Optional[str] = None
+    file_id: Optional[str] = None
+    detail: Optional[str] = None
+    type: str = "image"
+
+
+@dataclass
+class FilePart:
+    """A document: base64 `data` with its media type, or a URL, or one of our file ids."""
+
+    data: Optional[str] = None
+    media_type: Optional[str] = None
+    filename: Optional[str] = None
+    file_id: Optional[str] = None
+    url: Optional[str] = None
+    text: Optional[str] = None  # plain-text documents
+    type: str = "file"
+
+
+@dataclass
+class ToolCallPart:
+    """A call the model made; `arguments` is a JSON string, as in the OpenAI formats."""
+
+    id: str
+    name: str
+    arguments: str = ""
+    type: str = "tool_call"
+
+    def arguments_object(self) -> dict:
+        """The arguments parsed; `{}` when empty, `{"_raw": s}` when not a JSON object."""
+        if not self.arguments:
+            return {}
+        try:
+            value = json.loads(self.arguments)
+        except ValueError:
+            return {"_raw": self.arguments}
+        return value if isinstance(value, dict) else {"_value": value}
+
+
+@dataclass
+class ToolResultPart:
+    """The result of a tool call; `content` is text or a list of Text/Image parts."""
+
+    call_id: str
+    content: Union[str, list] = ""
+    is_error: bool = False
+    name: Optional[str] = None
+    type: str = "tool_result"
+
+    def text(self) -> str:
+        """The result flattened to text."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+@dataclass
+class ReasoningPart:
+    """Model reasoning: Anthropic thinking (+signature, or redacted data) or an OpenAI reasoning item."""
+
+    text: str = ""
+    signature: Optional[str] = None
+    redacted_data: Optional[str] = None
+    encrypted_content: Optional[str] = None
+    id: Optional[str] = None
+    type: str = "reasoning"
+
+
+Part = Union[TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart]
+
+PART_TYPES = {cls.type: cls for cls in (TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart)}
+
+
+def part_from_dict(data: dict) -> Part:
+    """Rebuild a part from its `to_dict` form."""
+    data = dict(data)
+    cls = PART_TYPES[data.pop("type")]
+    if cls is ToolResultPart and isinstance(data.get("content"), list):
+        data["content"] = [part_from_dict(p) for p in data["content"]]
+    return cls(**data)
+
+
+def part_to_dict(part: Part) -> dict:
+    """A JSON-able dict of a part, dropping empty optional fields."""
+    return {k: v for k, v in asdict(part).items() if v is not None}
+
+
+# ---------------------------------------------------------------- turn
+@dataclass
+class Message:
+    """One message. Roles: `user`, `assistant`, and `system` for mid-conversation system text."""
+
+    role: str
+    parts: list = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    def to_dict(self) -> dict:
+        return {"role": self.role, "parts": [part_to_dict(p) for p in self.parts]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Message":
+        return cls(role=data["role"], parts=[part_from_dict(p) for p in data.get("parts", [])])
+
+
+@dataclass
+class ToolSpec:
+    name: str
+    description: Optional[str] = None
+    parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0  # all input tokens, cached ones included
+    output_tokens: int = 0
+    cached_tokens: int = 0  # of input_tokens, read from cache
+    cache_creation_tokens: int = 0  # of input_tokens, written to cache
+    reasoning_tokens: int = 0  # of output_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def merge(self, other: "Usage") -> None:
+        """Take every non-zero figure of `other` (stream usage arrives in pieces)."""
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens"):
+            value = getattr(other, name)
+            if value:
+                setattr(self, name, value)
+
+
+@dataclass
+class Request:
+    """A request in no particular format.
+
+    tool_choice: None | "auto" | "none" | "required" | {"name": str}.
+    response_format: None | {"type": "json_object"} | {"type": "json_schema", "name", "schema", "strict"}.
+    reasoning: None | {"effort": str, "budget_tokens": int, "summary": str} (any subset).
+    """
+
+    model: str
+    messages: list = field(default_factory=list)
+    system: Optional[str] = None
+    tools: list = field(default_factory=list)
+    tool_choice: Any = None
+    parallel_tool_calls: Optional[bool] = None
+    max_output_tokens: Optional[int] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    stop: list = field(default_factory=list)
+    stream: bool = False
+    metadata: Optional[dict] = None
+    response_format: Optional[dict] = None
+    reasoning: Optional[dict] = None
+    user: Optional[str] = None
+
+
+# Canonical stop reasons (Anthropic's vocabulary; codecs map to their own).
+STOP_END_TURN = "end_turn"
+STOP_MAX_TOKENS = "max_tokens"
+STOP_TOOL_USE = "tool_use"
+STOP_SEQUENCE = "stop_sequence"
+STOP_REFUSAL = "refusal"  # content filter
+STOP_PAUSE = "pause_turn"
+
+
+@dataclass
+class Response:
+    """A complete model answer: output parts (text, tool calls, reasoning), stop reason, usage."""
+
+    id: str = ""
+    model: str = ""
+    parts: list = field(default_factory=list)
+    stop_reason: str = STOP_END_TURN
+    stop_sequence: Optional[str] = None
+    usage: Usage = field(default_factory=Usage)
+
+    def text(self) -> str:
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+
+# ---------------------------------------------------------------- stream
+@dataclass
+class StreamEvent:
+    """One event of a canonical stream.
+
+    types and the fields they use:
+      "text"        index, text            (a piece of text of output part `index`)
+      "reasoning"   index, text, signature (a piece of reasoning; signature when it arrives)
+      "tool_call"   index, call_id, name   (a tool call starts at part `index`)
+      "tool_args"   index, text            (a piece of the JSON argument string)
+      "part_end"    index                  (part `index` is complete; optional)
+      "usage"       usage                  (figures known so far; merge with Usage.merge)
+      "finish"      stop_reason, stop_sequence
+      "error"       text (message), error_type
+    Parts are numbered from 0 in order of first appearance.
+    """
+
+    type: str
+    index: int = 0
+    text: str = ""
+    call_id: Optional[str] = None
+    name: Optional[str] = None
+    signature: Optional[str] = None
+    usage: Optional[Usage] = None
+    stop_reason: Optional[str] = None
+    stop_sequence: Optional[str] = None
+    error_type: Optional[str] = None
+
+
+class ResponseBuilder:
+    """Folds stream events into a Response (for storage, billing and non-streamed answers)."""
+
+    def __init__(self, response_id: str = "", model: str = ""):
+        self.response = Response(id=response_id, model=model)
+        self._by_index: dict = {}
+        self.finished = False
+        self.error: Optional[StreamEvent] = None
+
+    def feed(self, event: StreamEvent) -> None:
+        kind = event.type
+        if kind == "text":
+            part = self._part(event.index, lambda: TextPart(text=""))
+            if isinstance(part, TextPart):
+                part.text += event.text
+        elif kind == "reasoning":
+            part = self._part(event.index, lambda: ReasoningPart())
+            if isinstance(part, ReasoningPart):
+                part.text += event.text
+                if event.signature:
+                    part.signature = (part.signature or "") + event.signature
+        elif kind == "tool_call":
+            self._part(event.index, lambda: ToolCallPart(id=event.call_id or "", name=event.name or ""))
+        elif kind == "tool_args":
+            part = self._part(event.index, lambda: ToolCallPart(id="", name=""))
+            if isinstance(part, ToolCallPart):
+                part.arguments += event.text
+        elif kind == "usage" and event.usage:
+            self.response.usage.merge(event.usage)
+        elif kind == "finish":
+            self.finished = True
+            if event.stop_reason:
+                self.response.stop_reason = event.stop_reason
+            self.response.stop_sequence = event.stop_sequence
+        elif kind == "error":
+            self.error = event
+
+    def _part(self, index: int, make):
+        if index not in self._by_index:
+            part = make()
+            self._by_index[index] = part
+            self.response.parts.append(part)
+        return self._by_index[index]
+
+
+def response_events(response: Response) -> list:
+    """The stream events that would have produced `response` (to stream a non-streamed answer)."""
+    events = []
+    for index, part in enumerate(response.parts):
+        if isinstance(part, TextPart):
+            events.append(StreamEvent("text", index=index, text=part.text))
+        elif isinstance(part, ReasoningPart):
+            events.append(StreamEvent("reasoning", index=index, text=part.text, signature=part.signature))
+        elif isinstance(part, ToolCallPart):
+            events.append(StreamEvent("tool_call", index=index, call_id=part.id, name=part.name))
+            if part.arguments:
+                events.append(StreamEvent("tool_args", index=index, text=part.arguments))
+        events.append(StreamEvent("part_end", index=index))
+    events.append(StreamEvent("usage", usage=response.usage))
+    events.append(StreamEvent("finish", stop_reason=response.stop_reason, stop_sequence=response.stop_sequence))
+    return events
+
+
+@dataclass
+class RenderContext:
+    """What a renderer needs beyond the canonical content.
+
+    response_id: the id the client sees, already in the client format's prefix
+    (`resp_`, `chatcmpl-`, `msg_`). `request_body`: the inbound body, for the
+    Responses object's echoed fields. `include_usage`: Chat's stream_options.
+    """
+
+    response_id: str
+    model: str
+    created_at: int
+    request_body: dict = field(default_factory=dict)
+    include_usage: bool = False
+    extra: dict = field(default_factory=dict)  # e.g. previous_response_id, conversation, store

@@ -1,0 +1,442 @@
+"""One request through the gateway: parse → reserve → route → call upstream → render → settle.
+
+Nothing here knows Flask: a route builds a `Call`, gets an `Answer` (a JSON
+body or an iterator of SSE bytes) or an ApiError.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from ..api_error import ApiError
+from ..config import Settings
+from ..db import connected, database
+from ..ids import new_id
+from ..models import Account, ApiKey
+from ..sse import KEEPALIVE, encode_event, read_events, with_keepalive
+from . import billing, state
+from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
+from .catalog import AccountInfo, ModelInfo, snapshot
+from .codecs import CodecError, anthropic, openai_chat, openai_responses
+from .router import cooldowns, order_accounts
+from .tokens import estimate_request, estimate_text
+from .upstreams import upstream_for
+from .upstreams.http import Timeouts, UpstreamError
+
+log = logging.getLogger("onekeyllm.gateway")
+
+CODECS = {"chat": openai_chat, "responses": openai_responses, "anthropic": anthropic}
+ID_PREFIXES = {"chat": ("chatcmpl", "-"), "responses": ("resp", "_"), "anthropic": ("msg", "_")}
+STREAM_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+                  "X-Accel-Buffering": "no"}
+CLIENT_CLOSED = 499
+
+
+@dataclass
+class Call:
+    """An inbound request in one of the three formats."""
+
+    inbound: str  # "chat" | "responses" | "anthropic"
+    endpoint: str
+    body: dict
+    key: ApiKey
+    settings: Settings
+    forward_headers: dict = field(default_factory=dict)  # anthropic-version / -beta, for passthrough
+    query: str = ""
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Optional[dict] = None
+    stream: Optional[Iterator[bytes]] = None
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class Turn:
+    """What one call carries through the pipeline."""
+
+    call: Call
+    request: Request
+    model: ModelInfo
+    ctx: RenderContext
+    input_estimate: int
+    started: float
+    reservation: Optional[billing.Reservation] = None
+    input_items: list = field(default_factory=list)  # Responses: this turn's normalized input
+    account: Optional[AccountInfo] = None
+    settled: bool = False
+
+    @property
+    def store(self) -> bool:
+        return self.call.inbound == "responses" and self.call.body.get("store", True) is not False
+
+
+def handle(call: Call) -> Answer:
+    """Serve one call; raises ApiError for anything the client must be told before a stream starts."""
+    codec = CODECS[call.inbound]
+    try:
+        request = codec.parse_request(call.body)
+    except CodecError as error:
+        raise ApiError(400, error.message, param=error.param) from None
+    snap = snapshot()
+    accounts = snap.serving.get(request.model)
+    if not accounts:
+        raise ApiError(400, f"The model '{request.model}' is not available: no enabled account serves it.",
+                       param="model", code="model_not_found")
+    if call.key.models and request.model not in call.key.models:
+        raise ApiError(403, f"This key may not use the model '{request.model}'.", param="model",
+                       type="permission_error", code="model_not_allowed")
+    turn = _start_turn(call, request, snap.models[request.model])
+    try:
+        billing.reserve(turn.reservation)
+    except billing.BudgetExhausted:
+        raise ApiError(402, "Budget exhausted: this key cannot afford the request.", code="budget_exhausted",
+                       type="insufficient_quota") from None
+    try:
+        return _dispatch(turn, accounts)
+    except BaseException:
+        if not turn.settled:
+            billing.release(turn.reservation)
+        raise
+
+
+def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
+    prefix, sep = ID_PREFIXES[call.inbound]
+    extra = {}
+    input_items: list = []
+    if call.inbound == "responses":
+        input_items = openai_responses.input_items(call.body) if call.body.get("input") is not None else []
+        previous = call.body.get("previous_response_id")
+        if previous:
+            if not isinstance(previous, str):
+                raise ApiError(400, "previous_response_id must be a string.", param="previous_response_id")
+            request.messages = state.load_thread(previous, call.key.id) + request.messages
+            extra["previous_response_id"] = previous
+        extra["store"] = call.body.get("store", True) is not False
+    ctx = RenderContext(response_id=new_id(prefix, sep), model=request.model, created_at=int(time.time()),
+                        request_body=call.body, extra=extra,
+                        include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
+                        if isinstance(call.body.get("stream_options"), dict) else False)
+    turn = Turn(call=call, request=request, model=model, ctx=ctx, input_estimate=estimate_request(request),
+                started=time.time(), input_items=input_items)
+    try:
+        turn.reservation = billing.plan_reservation(call.key, model, turn.input_estimate, request.max_output_tokens)
+    except billing.BudgetExhausted:
+        raise ApiError(402, "Budget exhausted: this key cannot afford the request.", code="budget_exhausted",
+                       type="insufficient_quota") from None
+    if turn.reservation.capped:
+        request.max_output_tokens = turn.reservation.max_output_tokens
+    return turn
+
+
+# ---------------------------------------------------------------- routing and failover
+def _timeouts(settings: Settings) -> Timeouts:
+    return Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout)
+
+
+def _dispatch(turn: Turn, accounts: list) -> Answer:
+    failures: list = []
+    for account in order_accounts(accounts):
+        turn.account = account
+        upstream = upstream_for(account, _timeouts(turn.call.settings))
+        if upstream.provider == "echo":
+            return _echo_answer(turn, upstream)
+        passthrough = upstream.wire_name == turn.call.inbound
+        body = _passthrough_body(turn, account) if passthrough else upstream.wire.render_request(
+            _for_upstream(turn.request, turn.model), account.upstream_model(turn.request.model))
+        headers = turn.call.forward_headers if upstream.provider == "anthropic" and passthrough else None
+        try:
+            answer = upstream.send(body, stream=turn.request.stream, headers=headers,
+                                   query=turn.call.query if passthrough else "")
+        except UpstreamError as error:
+            _note_failure(account, error)
+            if error.retryable:
+                failures.append(error)
+                continue
+            _settle(turn, error.client_status(), Usage(), error=error.message)
+            raise ApiError(error.client_status(), f"Upstream error: {error.message}", type=error.error_type) from None
+        _note_success(account, answer.rate_limits)
+        if turn.request.stream:
+            return Answer(200, stream=_stream(turn, upstream, answer, passthrough), headers=dict(STREAM_HEADERS))
+        return _complete(turn, upstream, answer, passthrough)
+    return _exhausted(turn, failures)
+
+
+def _exhausted(turn: Turn, failures: list) -> Answer:
+    if not failures:
+        raise ApiError(503, f"No account is available for '{turn.request.model}'.", code="no_capacity")
+    last = failures[-1]
+    if all(f.status == 429 for f in failures):
+        status, headers = 429, {"retry-after": str(int(min(f.retry_after or 1 for f in failures)) or 1)}
+    elif all(f.kind == "timeout" for f in failures):
+        status, headers = 504, {}
+    else:
+        status, headers = 503, {}
+    _settle(turn, status, Usage(), error=last.message)
+    tried = len(failures)
+    raise ApiError(status, f"No upstream account could serve the request ({tried} tried; last: {last.message})",
+                   headers=headers)
+
+
+def _note_failure(account: AccountInfo, error: UpstreamError) -> None:
+    if not error.retryable:
+        return
+    until = cooldowns.cool(account.id, error.retry_after)
+    with connected():
+        Account.update(cooldown_until=until, last_error=error.message[:300]).where(Account.id == account.id).execute()
+
+
+def _note_success(account: AccountInfo, rate_limits: dict) -> None:
+    cooldowns.clear(account.id)
+    if rate_limits:
+        from .capacity import remember_headers
+
+        remember_headers(account.id, rate_limits)
+
+
+def _for_upstream(request: Request, model: ModelInfo) -> Request:
+    """The request as an upstream needs it (Anthropic requires max_tokens)."""
+    if request.max_output_tokens is None:
+        request.max_output_tokens = model.max_output_tokens or billing.DEFAULT_MAX_OUTPUT
+    return request
+
+
+def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
+    """The client's own body for an upstream of the same format: unknown fields kept, model mapped."""
+    body = dict(turn.call.body)
+    body["model"] = account.upstream_model(turn.request.model)
+    cap = turn.request.max_output_tokens if turn.reservation and turn.reservation.capped else None
+    inbound = turn.call.inbound
+    if inbound == "chat":
+        if cap:
+            body.pop("max_tokens", None)
+            body["max_completion_tokens"] = cap
+        if body.get("stream"):
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+    elif inbound == "anthropic":
+        if cap:
+            body["max_tokens"] = cap
+    elif inbound == "responses":
+        for name in ("previous_response_id", "conversation"):
+            body.pop(name, None)
+        body["input"] = openai_responses.messages_to_items(turn.request.messages)
+        body["store"] = False
+        if cap:
+            body["max_output_tokens"] = cap
+    return body
+
+
+# ---------------------------------------------------------------- answers
+def _complete_usage(turn: Turn, response: Response) -> Usage:
+    """The usage to bill: the upstream's, or a local count where it reported none."""
+    usage = response.usage
+    if not usage.input_tokens:
+        usage.input_tokens = turn.input_estimate
+    if not usage.output_tokens:
+        usage.output_tokens = sum(estimate_text(p.text) if isinstance(p, TextPart)
+                                  else estimate_text(p.arguments) + 3 if isinstance(p, ToolCallPart) else 0
+                                  for p in response.parts)
+    return usage
+
+
+def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = None,
+            response_id: Optional[str] = None) -> int:
+    if turn.settled:
+        return 0
+    turn.settled = True
+    entry = billing.LogEntry(
+        key_id=turn.call.key.id, endpoint=turn.call.endpoint, model=turn.request.model,
+        account=turn.account.name if turn.account else None, stream=turn.request.stream, status_code=status,
+        usage=usage, cost=billing.price_usage(turn.model, usage), started=turn.started,
+        response_id=response_id, error=error)
+    with connected():
+        return billing.settle(turn.reservation, entry)
+
+
+def _store(turn: Turn, body: dict, response: Response) -> None:
+    if turn.store:
+        with connected():
+            state.store_response(turn.ctx.response_id, turn.call.key.id, turn.request.model, body,
+                                 turn.input_items, turn.request.messages, response)
+
+
+def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
+    raw["model"] = turn.request.model
+    if turn.call.inbound == "responses":
+        raw["id"] = turn.ctx.response_id
+        for name in ("previous_response_id",):
+            if name in turn.ctx.extra:
+                raw[name] = turn.ctx.extra[name]
+        raw["store"] = turn.store
+    return raw
+
+
+def _complete(turn: Turn, upstream, answer, passthrough: bool) -> Answer:
+    try:
+        raw = answer.json()
+        response = upstream.wire.parse_response(raw)
+    except (UpstreamError, CodecError) as error:
+        message = getattr(error, "message", str(error))
+        _settle(turn, 502, Usage(), error=message)
+        raise ApiError(502, f"Upstream error: {message}") from None
+    usage = _complete_usage(turn, response)
+    if passthrough:
+        body = _rewrite_passthrough(turn, raw)
+        response_id = body.get("id") or turn.ctx.response_id
+    else:
+        body = CODECS[turn.call.inbound].render_response(response, turn.ctx)
+        response_id = turn.ctx.response_id
+    _settle(turn, 200, usage, response_id=response_id)
+    _store(turn, body, response)
+    return Answer(200, body=body)
+
+
+def _echo_answer(turn: Turn, upstream) -> Answer:
+    request = _for_upstream(turn.request, turn.model)
+    codec = CODECS[turn.call.inbound]
+    if not request.stream:
+        response = upstream.complete(request)
+        body = codec.render_response(response, turn.ctx)
+        _settle(turn, 200, response.usage, response_id=turn.ctx.response_id)
+        _store(turn, body, response)
+        return Answer(200, body=body)
+    return Answer(200, stream=_render_stream(turn, upstream.stream(request), codec), headers=dict(STREAM_HEADERS))
+
+
+# ---------------------------------------------------------------- streams
+def _stream(turn: Turn, upstream, answer, passthrough: bool) -> Iterator[bytes]:
+    parser = upstream.wire.StreamParser()
+    if passthrough:
+        return _passthrough_stream(turn, answer, parser)
+
+    def canonical_events():
+        for name, data in read_events(answer.iter_bytes()):
+            yield from parser.feed(name, data)
+        yield from parser.close()
+
+    return _render_stream(turn, canonical_events(), CODECS[turn.call.inbound], answer)
+
+
+def _render_stream(turn: Turn, events: Iterator, codec, answer=None) -> Iterator[bytes]:
+    """Canonical events rendered in the client's format; billed and stored whatever happens."""
+    renderer = codec.StreamRenderer(turn.ctx)
+    builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
+    status, error = CLIENT_CLOSED, None
+    body: Optional[dict] = None
+    try:
+        for event in with_keepalive(events, turn.call.settings.keepalive_seconds):
+            if event is None:
+                yield KEEPALIVE
+                continue
+            builder.feed(event)
+            if event.type == "error":
+                raise UpstreamError("status", event.text or "The upstream reported an error.",
+                                    error_type=event.error_type)
+            for name, payload in renderer.feed(event):
+                yield encode_event(name, payload)
+        if not builder.finished:
+            raise UpstreamError("protocol", "The upstream stream ended early.")
+        tail = renderer.close()
+        for name, payload in tail:
+            yield encode_event(name, payload)
+        status = 200
+        body = _final_body(turn, tail, builder.response)
+    except (UpstreamError, CodecError) as exc:
+        status, error = 502, getattr(exc, "message", str(exc))
+        for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
+            yield encode_event(name, payload)
+    finally:
+        if answer is not None:
+            answer.close()
+        _finish_stream(turn, status, builder.response, error, body)
+
+
+def _final_body(turn: Turn, tail: list, response: Response) -> Optional[dict]:
+    """The final response object of a Responses stream (what GET /v1/responses/{id} returns)."""
+    if turn.call.inbound != "responses":
+        return None
+    for _, payload in reversed(tail):
+        if isinstance(payload, dict) and isinstance(payload.get("response"), dict):
+            return payload["response"]
+    return openai_responses.render_response(response, turn.ctx)
+
+
+def _finish_stream(turn: Turn, status: int, response: Response, error: Optional[str], body: Optional[dict]) -> None:
+    try:
+        usage = _complete_usage(turn, response)
+        _settle(turn, status, usage, error=error, response_id=turn.ctx.response_id)
+        if status == 200 and body is not None:
+            _store(turn, body, response)
+    except Exception:  # the client already has its answer; never lose the reason
+        log.exception("could not record a streamed request")
+
+
+def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
+    """The upstream's own events, forwarded as they come, observed for usage and storage."""
+    builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
+    inbound = turn.call.inbound
+    drop_usage_chunk = inbound == "chat" and not turn.ctx.include_usage
+    upstream_model = turn.account.upstream_model(turn.request.model)
+    rename = upstream_model != turn.request.model
+    status, error, final = CLIENT_CLOSED, None, None
+    try:
+        for item in with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds):
+            if item is None:
+                yield KEEPALIVE
+                continue
+            name, data = item
+            for event in parser.feed(name, data):
+                builder.feed(event)
+                if event.type == "error":
+                    error = event.text
+            if inbound == "chat":
+                if data.strip() == "[DONE]":
+                    yield encode_event(None, "[DONE]")
+                    continue
+                if drop_usage_chunk and ('"choices":[]' in data or '"choices": []' in data):
+                    continue
+                if rename:
+                    data = _rename_model(data, turn.request.model)
+            elif inbound == "anthropic" and name == "message_start" and rename:
+                data = _rename_model(data, turn.request.model, nested="message")
+            elif inbound == "responses" and name in ("response.created", "response.in_progress",
+                                                     "response.completed", "response.incomplete",
+                                                     "response.failed"):
+                payload = json.loads(data)
+                response = payload.get("response") or {}
+                response = _rewrite_passthrough(turn, response)
+                payload["response"] = response
+                if name != "response.created" and name != "response.in_progress":
+                    final = response
+                data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            yield encode_event(name, data)
+        tail = parser.close()
+        for event in tail:
+            builder.feed(event)
+        if error:
+            status = 502
+        elif not builder.finished:
+            raise UpstreamError("protocol", "The upstream stream ended early.")
+        else:
+            status = 200
+    except (UpstreamError, CodecError) as exc:
+        status, error = 502, getattr(exc, "message", str(exc))
+        renderer = CODECS[inbound].StreamRenderer(turn.ctx)
+        for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
+            yield encode_event(name, payload)
+    finally:
+        answer.close()
+        _finish_stream(turn, status, builder.response, error, final)
+
+
+def _rename_model(data: str, model: str, nested: Optional[str] = None) -> str:
+    payload = json.loads(data)
+    target = payload.get(nested) if nested else payload
+    if isinstance(target, dict) and "model" in target:
+        target["model"] = model
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)

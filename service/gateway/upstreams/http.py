@@ -1,0 +1,195 @@
+"""HTTP to upstream providers: one pooled requests.Session per account, streamed reads, typed failures."""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Iterator, Optional
+
+import requests
+from requests.adapters import HTTPAdapter
+
+RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+
+
+class UpstreamError(Exception):
+    """An upstream call that failed.
+
+    kind: "connect" (refused, DNS, TLS), "timeout", "status" (non-2xx answer),
+    "protocol" (a 2xx we cannot read). `retryable` failures may fail over to
+    another account when nothing has reached the client yet.
+    """
+
+    def __init__(self, kind: str, message: str, status: Optional[int] = None,
+                 retry_after: Optional[float] = None, error_type: Optional[str] = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.error_type = error_type
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("connect", "timeout") or self.status == 429 or (self.status or 0) >= 500
+
+    def client_status(self) -> int:
+        """The status our client gets: upstream 4xx passed on, 502 / 504 for the rest."""
+        if self.kind == "timeout":
+            return 504
+        if self.kind == "status" and self.status and 400 <= self.status < 500 and self.status not in (401, 403):
+            return self.status
+        return 502
+
+
+@dataclass
+class Timeouts:
+    connect: float
+    read: float
+
+
+def _retry_after(headers) -> Optional[float]:
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            import time
+
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _error_message(response: requests.Response) -> tuple[str, Optional[str]]:
+    """The provider's own error message and type, from either envelope."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()[:300]
+        return (text or f"HTTP {response.status_code}"), None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or f"HTTP {response.status_code}"), error.get("type")
+    if isinstance(error, str):
+        return error, None
+    return f"HTTP {response.status_code}", None
+
+
+def rate_limit_headers(headers) -> dict:
+    """The rate-limit headers of an upstream answer, for capacity estimates."""
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith(RATE_LIMIT_PREFIXES)}
+
+
+class UpstreamResponse:
+    """A 2xx upstream answer: JSON body or a stream of raw bytes."""
+
+    def __init__(self, response: requests.Response):
+        self._response = response
+        self.headers = response.headers
+        self.rate_limits = rate_limit_headers(response.headers)
+
+    def json(self) -> dict:
+        try:
+            body = json.loads(self._response.content)
+        except (ValueError, requests.RequestException) as exc:
+            raise UpstreamError("protocol", f"The upstream sent an unreadable answer ({type(exc).__name__}).") from None
+        if not isinstance(body, dict):
+            raise UpstreamError("protocol", "The upstream answer is not a JSON object.")
+        return body
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body as it arrives (a cut or a read timeout raises UpstreamError)."""
+        raw = self._response.raw
+        try:
+            while True:
+                chunk = raw.read1(65536)
+                if not chunk:
+                    return
+                yield chunk
+        except requests.exceptions.ReadTimeout:
+            raise UpstreamError("timeout", "The upstream stopped sending (read timeout).") from None
+        except Exception as exc:  # urllib3 ProtocolError, IncompleteRead, socket errors
+            if "timed out" in str(exc).lower():
+                raise UpstreamError("timeout", "The upstream stopped sending (read timeout).") from None
+            raise UpstreamError("protocol", f"The upstream connection broke ({type(exc).__name__}).") from None
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class HttpClient:
+    """One pooled session for one account."""
+
+    def __init__(self, base_url: str, headers: dict, timeouts: Timeouts):
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts
+        self.session = requests.Session()
+        self.session.headers.update(headers)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.trust_env = False
+
+    def request(self, method: str, path: str, *, body: Optional[bytes] = None, headers: Optional[dict] = None,
+                stream: bool = False, read_timeout: Optional[float] = None) -> UpstreamResponse:
+        """Send one request; non-2xx answers and transport failures raise UpstreamError."""
+        url = self.base_url + path
+        timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
+        try:
+            response = self.session.request(method, url, data=body, headers=headers, stream=stream,
+                                            timeout=timeout, allow_redirects=False)
+        except requests.exceptions.ConnectTimeout:
+            raise UpstreamError("timeout", "Timed out connecting to the upstream.") from None
+        except requests.exceptions.ReadTimeout:
+            raise UpstreamError("timeout", "The upstream did not answer in time.") from None
+        except requests.exceptions.ConnectionError as exc:
+            reason = "could not be resolved" if "resolve" in str(exc).lower() or "name" in str(exc).lower() \
+                else "refused or dropped the connection"
+            raise UpstreamError("connect", f"The upstream {reason}.") from None
+        except requests.RequestException as exc:
+            raise UpstreamError("connect", f"The upstream could not be reached ({type(exc).__name__}).") from None
+        if response.status_code >= 300:
+            try:
+                message, error_type = _error_message(response)
+            except requests.RequestException:
+                message, error_type = f"HTTP {response.status_code}", None
+            finally:
+                response.close()
+            error = UpstreamError("status", message, status=response.status_code,
+                                  retry_after=_retry_after(response.headers), error_type=error_type)
+            error.rate_limits = rate_limit_headers(response.headers)
+            raise error
+        return UpstreamResponse(response)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+_clients: dict = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(account_id: str, fingerprint: tuple, factory) -> HttpClient:
+    """The account's pooled client, rebuilt when its URL, credential or timeouts changed."""
+    entry = _clients.get(account_id)
+    if entry is not None and entry[0] == fingerprint:
+        return entry[1]
+    with _clients_lock:
+        entry = _clients.get(account_id)
+        if entry is not None and entry[0] == fingerprint:
+            return entry[1]
+        client = factory()
+        if entry is not None:
+            entry[1].close()
+        _clients[account_id] = (fingerprint, client)
+        return client

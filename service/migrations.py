@@ -1,0 +1,56 @@
+"""Schema versions: small named steps applied in order and recorded in `setting`.
+
+Never edit a step that has shipped; add the next one. A step that adds a
+column to an existing table uses playhouse.migrate so old rows are kept.
+"""
+from __future__ import annotations
+
+from . import models as m
+from .db import database, is_postgres
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+def m001_initial(db) -> None:
+    """Settings, upstream accounts, the model catalog and keys."""
+    db.create_tables(m.TABLES_V1, safe=True)
+
+
+def m002_requests_and_state(db) -> None:
+    """The request log, stored responses and conversations."""
+    db.create_tables(m.TABLES_V2, safe=True)
+
+
+def m003_files_login_rates(db) -> None:
+    """Files, login codes and shared rate counters."""
+    db.create_tables(m.TABLES_V3, safe=True)
+
+
+MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates]
+
+
+def schema_version() -> int:
+    """The version recorded in the database (0 for an empty one)."""
+    if not database.table_exists("setting"):
+        return 0
+    row = m.Setting.get_or_none(m.Setting.key == SCHEMA_VERSION_KEY)
+    return int(row.value) if row else 0
+
+
+def migrate(target: int | None = None) -> tuple[int, int]:
+    """Bring the schema up to `target` (default: latest); returns (before, after).
+
+    One transaction, serialised across processes: an advisory lock on
+    PostgreSQL, BEGIN IMMEDIATE on SQLite.
+    """
+    target = len(MIGRATIONS) if target is None else target
+    db = database
+    with db.atomic() if is_postgres() else db.atomic("IMMEDIATE"):
+        if is_postgres():
+            db.execute_sql("SELECT pg_advisory_xact_lock(710001)")
+        before = schema_version()
+        for number in range(before + 1, target + 1):
+            MIGRATIONS[number - 1](db)
+            m.Setting.insert(key=SCHEMA_VERSION_KEY, value=str(number)).on_conflict(
+                conflict_target=[m.Setting.key], update={m.Setting.value: str(number)}).execute()
+        return before, max(before, target)

@@ -1,0 +1,200 @@
+"""Peewee tables. Money is stored as integer nano-dollars (1e-9 USD): exact on every backend."""
+from __future__ import annotations
+
+import json
+import time
+
+import peewee as pw
+
+from .db import database
+
+
+class JSONField(pw.TextField):
+    """JSON in a text column (portable across SQLite and PostgreSQL)."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Setting(BaseModel):
+    """Key-value settings: schema version, admin token hash, JWT secret, key pepper."""
+
+    key = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+
+
+class Account(BaseModel):
+    """An upstream provider account. `api_key` is write-only: never rendered."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    name = pw.CharField(unique=True, max_length=200)
+    provider = pw.CharField(max_length=20)
+    base_url = pw.TextField(default="")
+    api_key = pw.TextField(default="")
+    api = pw.CharField(max_length=20, default="chat")
+    models = JSONField(default=list)
+    model_map = JSONField(default=dict)
+    weight = pw.IntegerField(default=1)
+    enabled = pw.BooleanField(default=True)
+    limits = JSONField(default=dict)
+    created_at = pw.BigIntegerField(default=now)
+    # health, written by the router and the capacity probe
+    cooldown_until = pw.FloatField(default=0)
+    healthy = pw.BooleanField(default=True)
+    last_error = pw.TextField(null=True)
+    last_headers = JSONField(default=dict)
+    last_checked_at = pw.BigIntegerField(null=True)
+
+
+class CatalogModel(BaseModel):
+    """A public model name with its metadata and prices (nano-USD per million tokens)."""
+
+    id = pw.CharField(primary_key=True, max_length=200)
+    display_name = pw.CharField(max_length=200, default="")
+    owned_by = pw.CharField(max_length=100, default="")
+    context_window = pw.IntegerField(null=True)
+    max_output_tokens = pw.IntegerField(null=True)
+    input_nano_per_mtok = pw.BigIntegerField(default=0)
+    output_nano_per_mtok = pw.BigIntegerField(default=0)
+    cached_input_nano_per_mtok = pw.BigIntegerField(null=True)
+    created_at = pw.BigIntegerField(default=now)
+
+    class Meta:
+        table_name = "catalog_model"
+
+
+class ApiKey(BaseModel):
+    """A user key: only a keyed hash of the secret is kept."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    name = pw.CharField(max_length=200, default="")
+    key_hash = pw.CharField(unique=True, max_length=64)
+    last4 = pw.CharField(max_length=8)
+    budget_nano = pw.BigIntegerField(null=True)  # null: no limit
+    used_nano = pw.BigIntegerField(default=0)
+    reserved_nano = pw.BigIntegerField(default=0)  # in-flight worst cases
+    created_at = pw.BigIntegerField(default=now)
+    last_used_at = pw.BigIntegerField(null=True)
+    expires_at = pw.BigIntegerField(null=True)
+    models = JSONField(null=True)
+    rpm = pw.IntegerField(null=True)
+    disabled = pw.BooleanField(default=False)
+    revoked = pw.BooleanField(default=False)
+    email = pw.CharField(max_length=320, null=True, index=True)
+
+    class Meta:
+        table_name = "api_key"
+
+
+class RequestLog(BaseModel):
+    """One row per request that reached an upstream."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    key_id = pw.CharField(max_length=40, index=True)
+    created_at = pw.FloatField(index=True)
+    endpoint = pw.CharField(max_length=100)
+    model = pw.CharField(max_length=200)
+    account = pw.CharField(max_length=200, null=True)
+    stream = pw.BooleanField(default=False)
+    status_code = pw.IntegerField()
+    input_tokens = pw.IntegerField(default=0)
+    output_tokens = pw.IntegerField(default=0)
+    cached_tokens = pw.IntegerField(default=0)
+    cost_nano = pw.BigIntegerField(default=0)
+    latency_ms = pw.IntegerField(default=0)
+    response_id = pw.CharField(max_length=80, null=True)
+    error = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "request_log"
+        indexes = ((("key_id", "created_at"), False),)
+
+
+class StoredResponse(BaseModel):
+    """A Responses-API response kept for previous_response_id and GET."""
+
+    id = pw.CharField(primary_key=True, max_length=80)
+    key_id = pw.CharField(max_length=40, index=True)
+    created_at = pw.BigIntegerField(default=now)
+    model = pw.CharField(max_length=200)
+    body = JSONField()  # the rendered response object
+    input_items = JSONField(default=list)  # Responses items of this turn's input
+    thread = JSONField(default=list)  # canonical messages: history + input + output
+
+    class Meta:
+        table_name = "stored_response"
+
+
+class Conversation(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=80)
+    key_id = pw.CharField(max_length=40, index=True)
+    created_at = pw.BigIntegerField(default=now)
+    metadata = JSONField(default=dict)
+
+
+class ConversationItem(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=80)
+    conversation_id = pw.CharField(max_length=80, index=True)
+    seq = pw.BigIntegerField()
+    created_at = pw.BigIntegerField(default=now)
+    item = JSONField()
+
+    class Meta:
+        table_name = "conversation_item"
+
+
+class StoredFile(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=80)
+    key_id = pw.CharField(max_length=40, index=True)
+    filename = pw.TextField()
+    path = pw.TextField()
+    purpose = pw.CharField(max_length=40, default="user_data")
+    bytes = pw.BigIntegerField(default=0)
+    content_type = pw.CharField(max_length=200, null=True)
+    created_at = pw.BigIntegerField(default=now)
+
+    class Meta:
+        table_name = "stored_file"
+
+
+class LoginCode(BaseModel):
+    email = pw.CharField(max_length=320, index=True)
+    code_hash = pw.CharField(max_length=64)
+    created_at = pw.FloatField()
+    expires_at = pw.FloatField()
+    attempts = pw.IntegerField(default=0)
+    used = pw.BooleanField(default=False)
+    client_ip = pw.CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "login_code"
+
+
+class RateCounter(BaseModel):
+    """Fixed-window counters shared by every worker (key rpm, login sends)."""
+
+    bucket = pw.CharField(max_length=200)
+    window = pw.BigIntegerField()
+    count = pw.IntegerField(default=0)
+
+    class Meta:
+        table_name = "rate_counter"
+        primary_key = pw.CompositeKey("bucket", "window")
+
+
+TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
+TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
+TABLES_V3 = [StoredFile, LoginCode, RateCounter]

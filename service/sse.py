@@ -1,0 +1,103 @@
+"""Server-sent events: one writer for our streams, one reader for upstream streams."""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Iterator, Optional, Union
+
+Payload = Union[dict, str]
+
+
+def encode_event(event: Optional[str], payload: Payload) -> bytes:
+    """One SSE event: an optional `event:` line and one `data:` line, ended by a blank line."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    if event:
+        return f"event: {event}\ndata: {data}\n\n".encode("utf-8")
+    return f"data: {data}\n\n".encode("utf-8")
+
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def read_events(chunks: Iterable[bytes]) -> Iterator[tuple[Optional[str], str]]:
+    """(event name, data) for each complete event in a byte stream.
+
+    Handles CRLF/LF line ends, multi-line data (joined with newlines), comment
+    lines and `id:`/`retry:` fields. A trailing half-written event is dropped:
+    the caller sees the stream end without it and treats that as a cut.
+    """
+    buffer = b""
+    event: Optional[str] = None
+    data: list[str] = []
+    for chunk in chunks:
+        if not chunk:
+            continue
+        buffer += chunk
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                break
+            raw, buffer = buffer[:newline], buffer[newline + 1:]
+            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = None, []
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+
+
+_DONE = object()
+
+
+def with_keepalive(iterator: Iterator, interval: float) -> Iterator:
+    """Items of `iterator`, with None yielded whenever `interval` seconds pass without one.
+
+    Under gevent a reader greenlet feeds a queue, so the caller can send a
+    keep-alive comment during long upstream silences; without gevent the
+    items pass straight through. Exceptions of the iterator are re-raised.
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover
+        yield from iterator
+        return
+    if not monkey.is_module_patched("socket") or interval <= 0:
+        yield from iterator
+        return
+    import gevent
+    from gevent.queue import Empty, Queue
+
+    queue: Queue = Queue()
+
+    def pump():
+        try:
+            for item in iterator:
+                queue.put((item, None))
+        except BaseException as exc:  # handed to the consumer
+            queue.put((_DONE, exc))
+        else:
+            queue.put((_DONE, None))
+
+    reader = gevent.spawn(pump)
+    try:
+        while True:
+            try:
+                item, error = queue.get(timeout=interval)
+            except Empty:
+                yield None
+                continue
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        reader.kill(block=False)

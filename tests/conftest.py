@@ -1,0 +1,165 @@
+"""Test fixtures: the real gateway served on a loopback port, and the fake upstream provider.
+
+The database is SQLite in a temporary folder unless ONEKEYLLM_DATABASE_URL
+points at PostgreSQL (CI runs the suite on both); every server a test starts
+gets a fresh database of that kind.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+import requests
+
+from fake_upstream import FakeUpstream
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_DATABASE_URL = os.environ.get("ONEKEYLLM_DATABASE_URL", "")
+SCRUBBED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+                "ONEKEYLLM_ADMIN_TOKEN", "ONEKEYLLM_DATABASE_URL", "ONEKEYLLM_SMTP_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def is_postgres() -> bool:
+    return BASE_DATABASE_URL.startswith(("postgres://", "postgresql://"))
+
+
+def fresh_database_url(tmp_dir: Path, name: str) -> str:
+    """A new, empty database of the kind under test."""
+    if not is_postgres():
+        return f"sqlite:///{tmp_dir / (name + '.db')}"
+    import psycopg2
+
+    parsed = urlparse(BASE_DATABASE_URL)
+    db_name = f"okl_{name}_{uuid.uuid4().hex[:8]}".lower()
+    admin = psycopg2.connect(urlunparse(parsed))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{db_name}"')
+    admin.close()
+    return urlunparse(parsed._replace(path="/" + db_name))
+
+
+class Server:
+    """A gateway process (`onekeyllm serve` or gunicorn) and helpers to drive it."""
+
+    def __init__(self, url: str, admin_token: str, process: subprocess.Popen, log_path: Path, database_url: str):
+        self.url = url
+        self.admin_token = admin_token
+        self.process = process
+        self.log_path = log_path
+        self.database_url = database_url
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def admin(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.admin_token}", **kwargs.pop("headers", {})}
+        return requests.request(method, self.v1 + "/admin" + path, headers=headers, timeout=30, **kwargs)
+
+    def create_key(self, budget="100", **fields) -> dict:
+        answer = self.admin("POST", "/keys", json={"name": fields.pop("name", "test"), "budget_usd": budget, **fields})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def create_account(self, **fields) -> dict:
+        fields.setdefault("name", f"acct-{uuid.uuid4().hex[:8]}")
+        answer = self.admin("POST", "/accounts", json=fields)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def create_model(self, model_id: str, **fields) -> dict:
+        answer = self.admin("POST", "/models", json={"id": model_id, **fields})
+        if answer.status_code == 409:
+            answer = self.admin("PATCH", f"/models/{model_id}", json=fields)
+        assert answer.status_code in (200, 201), answer.text
+        return answer.json()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def server_env(database_url: str, admin_token: str, tmp_dir: Path, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    env.update({"ONEKEYLLM_DATABASE_URL": database_url, "ONEKEYLLM_ADMIN_TOKEN": admin_token,
+                "ONEKEYLLM_FILES_DIR": str(tmp_dir / "files"), "PYTHONPATH": str(ROOT),
+                "ONEKEYLLM_UPSTREAM_TIMEOUT": "10", "ONEKEYLLM_KEEPALIVE_SECONDS": "15"})
+    env.update(extra or {})
+    return env
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(url + "/v1/ping", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
+
+
+def start_server(tmp_dir: Path, *, name: str = "gw", command: list | None = None, extra_env: dict | None = None,
+                 database_url: str | None = None, admin_token: str | None = None, port: int | None = None) -> Server:
+    """Start `onekeyllm serve` (or `command`, with {port} filled in) on a fresh database."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    admin_token = admin_token or "sk-admin-test-" + secrets.token_urlsafe(16)
+    database_url = database_url or fresh_database_url(tmp_dir, name)
+    command = [part.format(port=port) for part in (command or [
+        sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", "{port}"])]
+    log_path = tmp_dir / f"{name}-{port}.log"
+    log = open(log_path, "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=server_env(database_url, admin_token, tmp_dir, extra_env),
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, log_path)
+    except Exception:
+        process.kill()
+        raise
+    return Server(url, admin_token, process, log_path, database_url)
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("gateway"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def user_key(gateway) -> str:
+    return gateway.create_key(budget="100", name="user")["key"]

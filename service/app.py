@@ -11,6 +11,7 @@ from flask_smorest import Api
 from . import __version__
 from .auth import Secrets
 from .config import Settings
+from .http_headers import install_headers
 
 
 @dataclass
@@ -53,6 +54,8 @@ def build_app(config: Optional[dict] = None) -> Flask:
     db.init_database(settings.database_url)
     secrets, admin_token = bootstrap(settings)
     app.extensions["onekeyllm"] = AppState(settings=settings, secrets=secrets, generated_admin_token=admin_token)
+    if admin_token:  # the first start of a server: shown once, never logged
+        print("Admin token (shown once, store it now):", admin_token, flush=True)
 
     app.before_request(db.open_connection)
     app.teardown_request(db.close_connection)
@@ -60,5 +63,6 @@ def build_app(config: Optional[dict] = None) -> Flask:
     api = GatewayApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
     errors.register_error_handlers(app)
+    install_headers(app, settings.cors_origins)
     register_blueprints(api)
     return app

@@ -118,7 +118,7 @@ def verify_jwt(token: str) -> dict:
     """The claims of a valid token; 401 for a bad signature, algorithm, issuer or expiry."""
     try:
         return jwt.decode(token, _secrets().jwt_secret, algorithms=[JWT_ALGORITHM], issuer=JWT_ISSUER,
-                          options={"require": ["exp", "iat", "sub", "iss"]})
+                          options={"require": ["exp", "iat", "sub", "iss", "email"]})
     except jwt.ExpiredSignatureError:
         raise ApiError(401, "The token has expired.", code="token_expired") from None
     except jwt.InvalidTokenError:

@@ -71,8 +71,12 @@ def _register_account(name: str, provider: str, base_url: str, api_key: str) -> 
     ensure_catalog_models(models)
 
 
-def bootstrap(settings: Settings) -> tuple[Secrets, Optional[str]]:
-    """Make the database ready; returns the secrets and the admin token if one was just generated."""
+def bootstrap(settings: Settings, generate_admin_token: bool = True) -> tuple[Secrets, Optional[str]]:
+    """Make the database ready; returns the secrets and the admin token if one was just generated.
+
+    Servers generate the admin token on the first start; the admin CLI (which
+    needs no token) does not.
+    """
     with connected():
         migrate()
         with database.atomic():
@@ -81,6 +85,9 @@ def bootstrap(settings: Settings) -> tuple[Secrets, Optional[str]]:
             new_admin_token = None
             if settings.admin_token:
                 admin_hash = hash_secret(bytes.fromhex(pepper), settings.admin_token)
+            elif not generate_admin_token:
+                row = Setting.get_or_none(Setting.key == "admin_token_hash")
+                admin_hash = row.value if row else ""
             else:
                 candidate = "sk-admin-" + secrets.token_urlsafe(32)
                 admin_hash, created = _setting("admin_token_hash",

@@ -11,11 +11,6 @@ import sys
 from typing import Optional
 
 
-def _print_admin_token(token: Optional[str]) -> None:
-    if token:
-        print("Admin token (shown once, store it now):", token, flush=True)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from gevent import monkey
 
@@ -28,7 +23,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from . import create_app
 
     app = create_app()
-    _print_admin_token(app.extensions["onekeyllm"].generated_admin_token)
     access_log = None if args.quiet else "default"
     server = WSGIServer((args.host, args.port), app, log=access_log, error_log="default")
     gevent.signal_handler(signal.SIGTERM, server.stop, 5)
@@ -46,8 +40,7 @@ def _database():
 
     settings = Settings.from_env()
     init_database(settings.database_url)
-    secrets, token = bootstrap(settings)
-    _print_admin_token(token)
+    secrets, _ = bootstrap(settings, generate_admin_token=False)
     return secrets
 
 

@@ -19,6 +19,11 @@ class Settings:
     files_dir: str = "onekeyllm-files"
     smtp_url: Optional[str] = None
     mail_from: str = "noreply@localhost"
+    login_code_ttl: int = 600
+    login_sends_per_address: int = 3  # per 10 minutes
+    login_sends_per_ip: int = 10  # per 10 minutes
+    user_max_keys: int = 5
+    user_max_budget_usd: str = "10"  # per key a user creates with a JWT
     upstream_timeout: float = 600.0
     upstream_connect_timeout: float = 10.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -44,6 +49,11 @@ class Settings:
             files_dir=_env("ONEKEYLLM_FILES_DIR", cls.files_dir),
             smtp_url=_env("ONEKEYLLM_SMTP_URL"),
             mail_from=_env("ONEKEYLLM_MAIL_FROM", cls.mail_from),
+            login_code_ttl=int(_env("ONEKEYLLM_LOGIN_CODE_TTL", str(cls.login_code_ttl))),
+            login_sends_per_address=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_ADDRESS", str(cls.login_sends_per_address))),
+            login_sends_per_ip=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_IP", str(cls.login_sends_per_ip))),
+            user_max_keys=int(_env("ONEKEYLLM_USER_MAX_KEYS", str(cls.user_max_keys))),
+            user_max_budget_usd=_env("ONEKEYLLM_USER_MAX_BUDGET_USD", cls.user_max_budget_usd),
             upstream_timeout=float(_env("ONEKEYLLM_UPSTREAM_TIMEOUT", "600")),
             upstream_connect_timeout=float(_env("ONEKEYLLM_UPSTREAM_CONNECT_TIMEOUT", "10")),
             max_body_bytes=int(_env("ONEKEYLLM_MAX_BODY_BYTES", str(cls.max_body_bytes))),

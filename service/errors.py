@@ -115,8 +115,14 @@ def handle_unexpected(error: BaseException) -> Response:
                         headers={"x-request-id": request_id})
 
 
+def handle_too_deep(error: RecursionError) -> Response:
+    """JSON nested past what the parser can follow."""
+    return render_error(400, "The request body is nested too deeply.")
+
+
 def register_error_handlers(app: Flask) -> None:
     """The one place that turns exceptions into answers."""
     app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(RecursionError, handle_too_deep)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

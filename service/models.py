@@ -1,4 +1,7 @@
-"""Peewee tables. Money is stored as integer nano-dollars (1e-9 USD): exact on every backend."""
+"""Peewee tables. Money is stored as integer nano-dollars (1e-9 USD): exact on every backend.
+
+Fractional unix times are DoubleField: a FloatField is a 4-byte REAL on PostgreSQL (±64 s today).
+"""
 from __future__ import annotations
 
 import json
@@ -52,7 +55,7 @@ class Account(BaseModel):
     limits = JSONField(default=dict)
     created_at = pw.BigIntegerField(default=now)
     # health, written by the router and the capacity probe
-    cooldown_until = pw.FloatField(default=0)
+    cooldown_until = pw.DoubleField(default=0)
     healthy = pw.BooleanField(default=True)
     last_error = pw.TextField(null=True)
     last_headers = JSONField(default=dict)
@@ -104,7 +107,7 @@ class RequestLog(BaseModel):
 
     id = pw.CharField(primary_key=True, max_length=40)
     key_id = pw.CharField(max_length=40, index=True)
-    created_at = pw.FloatField(index=True)
+    created_at = pw.DoubleField(index=True)
     endpoint = pw.CharField(max_length=100)
     model = pw.CharField(max_length=200)
     account = pw.CharField(max_length=200, null=True)
@@ -173,8 +176,8 @@ class StoredFile(BaseModel):
 class LoginCode(BaseModel):
     email = pw.CharField(max_length=320, index=True)
     code_hash = pw.CharField(max_length=64)
-    created_at = pw.FloatField()
-    expires_at = pw.FloatField()
+    created_at = pw.DoubleField()
+    expires_at = pw.DoubleField()
     attempts = pw.IntegerField(default=0)
     used = pw.BooleanField(default=False)
     client_ip = pw.CharField(max_length=64, null=True)

@@ -17,7 +17,8 @@ from .models import Account, ApiKey, CatalogModel
 from .money import usd
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com", "echo": ""}
-LIMIT_FIELDS = ("five_hour_usd", "weekly_usd")
+LIMIT_FIELDS = ("five_hour_usd", "weekly_usd", "five_hour_requests", "weekly_requests", "five_hour_tokens",
+                "weekly_tokens")
 
 
 def redact_credential(value: str) -> Optional[str]:
@@ -29,7 +30,7 @@ def redact_credential(value: str) -> Optional[str]:
 
 # ---------------------------------------------------------------- accounts
 def account_view(row: Account) -> dict:
-    limits = {name: usd(nano) for name, nano in (row.limits or {}).items()}
+    limits = {name: usd(value) if name.endswith("_usd") else value for name, value in (row.limits or {}).items()}
     return {"id": row.id, "object": "account", "name": row.name, "provider": row.provider,
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,

@@ -103,7 +103,9 @@ class Server:
 
 def server_env(database_url: str, admin_token: str, tmp_dir: Path, extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
-    env.update({"ONEKEYLLM_DATABASE_URL": database_url, "ONEKEYLLM_ADMIN_TOKEN": admin_token,
+    if admin_token:
+        env["ONEKEYLLM_ADMIN_TOKEN"] = admin_token
+    env.update({"ONEKEYLLM_DATABASE_URL": database_url,
                 "ONEKEYLLM_FILES_DIR": str(tmp_dir / "files"), "PYTHONPATH": str(ROOT),
                 "ONEKEYLLM_UPSTREAM_TIMEOUT": "10", "ONEKEYLLM_KEEPALIVE_SECONDS": "15"})
     env.update(extra or {})
@@ -126,10 +128,13 @@ def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: 
 
 def start_server(tmp_dir: Path, *, name: str = "gw", command: list | None = None, extra_env: dict | None = None,
                  database_url: str | None = None, admin_token: str | None = None, port: int | None = None) -> Server:
-    """Start `onekeyllm serve` (or `command`, with {port} filled in) on a fresh database."""
+    """Start `onekeyllm serve` (or `command`, with {port} filled in) on a fresh database.
+
+    admin_token="" leaves ONEKEYLLM_ADMIN_TOKEN unset, so the server generates and prints one.
+    """
     tmp_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    admin_token = admin_token or "sk-admin-test-" + secrets.token_urlsafe(16)
+    admin_token = "sk-admin-test-" + secrets.token_urlsafe(16) if admin_token is None else admin_token
     database_url = database_url or fresh_database_url(tmp_dir, name)
     command = [part.format(port=port) for part in (command or [
         sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", "{port}"])]

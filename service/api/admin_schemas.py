@@ -4,6 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from ..login import normalize_email
 from ..money import to_nano
 
 
@@ -22,13 +23,28 @@ class Money(fields.Field):
         return value
 
 
+class Email(fields.Email):
+    """An email address, trimmed and lower-cased before it is checked (how login compares addresses)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = normalize_email(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 ID = validate.Length(min=1, max=200)
 PROVIDERS = ("openai", "anthropic", "echo")
 
 
 class LimitsSchema(ma.Schema):
+    """Caps over rolling windows; an account that reaches one is skipped until the window frees up."""
+
     five_hour_usd = Money(allow_none=True)
     weekly_usd = Money(allow_none=True)
+    five_hour_requests = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10**12))
+    weekly_requests = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10**12))
+    five_hour_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10**15))
+    weekly_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10**15))
 
 
 class AccountInSchema(ma.Schema):
@@ -57,9 +73,10 @@ class AccountInSchema(ma.Schema):
 
 
 class AccountPatchSchema(AccountInSchema):
-    class Meta:
-        partial = True
+    """Every field optional; fields not sent are kept."""
 
+    name = fields.String(validate=ID)
+    provider = fields.String(validate=validate.OneOf(PROVIDERS))
     api = fields.String(validate=validate.OneOf(("chat", "responses")))
     models = fields.List(fields.String(validate=ID))
     model_map = fields.Dict(keys=fields.String(validate=ID), values=fields.String(validate=ID))
@@ -80,7 +97,8 @@ class AccountOutSchema(ma.Schema):
     model_map = fields.Dict(keys=fields.String(), values=fields.String())
     weight = fields.Integer()
     enabled = fields.Boolean()
-    limits = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True))
+    limits = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), metadata={
+        "description": "`*_usd` as decimal strings, `*_requests` and `*_tokens` as integers"})
     created_at = fields.Integer()
     healthy = fields.Boolean()
     cooldown_until = fields.Float(allow_none=True)
@@ -101,7 +119,6 @@ class ModelInSchema(ma.Schema):
 
 class ModelPatchSchema(ModelInSchema):
     class Meta:
-        partial = True
         exclude = ("id",)
 
 
@@ -124,12 +141,11 @@ class KeyInSchema(ma.Schema):
     expires_at = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=2**40))
     models = fields.List(fields.String(validate=ID), allow_none=True)
     rpm = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=10**7))
+    email = Email(allow_none=True, validate=validate.Length(max=320),
+                  metadata={"description": "the user who owns the key (they manage it with a login JWT)"})
 
 
 class KeyPatchSchema(KeyInSchema):
-    class Meta:
-        partial = True
-
     name = fields.String(validate=validate.Length(max=200))
     budget_usd = Money(allow_none=True, attribute="budget_nano")
     disabled = fields.Boolean()

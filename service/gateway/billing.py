@@ -17,6 +17,7 @@ from ..ids import new_id
 from ..models import ApiKey, RequestLog
 from ..money import cost_nano
 from .canonical import Usage
+from .capacity import note_settled
 from .catalog import ModelInfo
 
 INPUT_MARGIN = 1.25  # the input estimate may be short of the upstream's count
@@ -107,6 +108,7 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
             cached_tokens=entry.usage.cached_tokens, cost_nano=charge,
             latency_ms=int((now - entry.started) * 1000), response_id=entry.response_id,
             error=(entry.error or None) and entry.error[:500]).execute()
+    note_settled(entry.account, charge, entry.usage.input_tokens + entry.usage.output_tokens, entry.started)
     return charge
 
 

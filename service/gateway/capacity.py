@@ -1,19 +1,49 @@
-"""Account capacity: the last upstream rate-limit headers, and (later) windows of spend."""
+"""Account capacity: spend over rolling windows, the last upstream rate-limit headers, and health.
+
+An account's `limits` may cap what it serves in a rolling window:
+`five_hour_usd` / `weekly_usd` (nano-dollars), `five_hour_requests` /
+`weekly_requests` and `five_hour_tokens` / `weekly_tokens`. What an account
+used is read from the request log (`RequestLog.account` holds its name).
+
+Routing asks `headroom(account)` for every request, so window sums are
+cached per account for a moment and topped up in-process when a request
+settles (`note_settled`, called by billing).
+"""
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Optional
 
-from ..db import connected, database
-from ..models import Account
+import peewee as pw
+
+from ..db import connected
+from ..models import Account, RequestLog
+from ..money import usd
+from .catalog import AccountInfo
+from .router import cooldowns
+from .upstreams import upstream_for
+from .upstreams.http import Timeouts, UpstreamError
 
 PERSIST_EVERY = 10.0  # seconds between writes of one account's headers
+CACHE_SECONDS = 2.0  # how long routing trusts a window sum read from the log
+WINDOWS = (("five_hour", 5 * 3600), ("weekly", 7 * 24 * 3600))
+MEASURES = ("usd", "requests", "tokens")
+LIMIT_NAMES = tuple(f"{window}_{measure}" for window, _ in WINDOWS for measure in MEASURES)
+HEADERS_TRUSTED_FOR = 60.0  # seconds a rate-limit reading without a reset time stays meaningful
+PROBE_PARALLELISM = 8
 
-_last: dict = {}
+_last: dict = {}  # account id -> (observed at, rate-limit headers)
 _persisted: dict = {}
 _lock = threading.Lock()
 
 
+# ---------------------------------------------------------------- upstream rate-limit headers
 def remember_headers(account_id: str, headers: dict) -> None:
     """Keep an upstream's rate-limit headers (in memory; in the account row now and then)."""
     now = time.time()
@@ -29,5 +59,320 @@ def remember_headers(account_id: str, headers: dict) -> None:
 
 
 def last_headers(account_id: str) -> dict:
+    """The rate-limit headers of the account's last upstream answer seen by this process."""
     entry = _last.get(account_id)
     return entry[1] if entry else {}
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_OPENAI_HEADER = re.compile(r"^x-ratelimit-(limit|remaining|reset)-(.+)$")
+_ANTHROPIC_HEADER = re.compile(r"^anthropic-ratelimit-(.+)-(limit|remaining|reset)$")
+
+
+def _reset_time(value: str, observed_at: float) -> Optional[float]:
+    """A reset header as unix time: OpenAI's durations ("6m0s", "20ms"), seconds, or RFC 3339."""
+    value = value.strip()
+    if _DURATIONS.fullmatch(value):
+        return observed_at + sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(value))
+    try:
+        return observed_at + float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def parse_rate_limits(headers: dict, observed_at: float) -> dict:
+    """x-ratelimit-* / anthropic-ratelimit-* as `{"requests": {"limit", "remaining", "resets_at"}, "tokens": …}`."""
+    parsed: dict = {}
+    for name, value in (headers or {}).items():
+        name = name.lower()
+        match = _OPENAI_HEADER.match(name)
+        kind, field = (match.group(2), match.group(1)) if match else (None, None)
+        if not match and (match := _ANTHROPIC_HEADER.match(name)):
+            kind, field = match.group(1), match.group(2)
+        if kind is None:
+            continue
+        entry = parsed.setdefault(kind.replace("-", "_"), {})
+        if field == "reset":
+            resets_at = _reset_time(str(value), observed_at)
+            if resets_at is not None:
+                entry["resets_at"] = round(resets_at, 3)
+        else:
+            try:
+                entry[field] = int(float(value))
+            except ValueError:
+                continue
+    return {kind: entry for kind, entry in parsed.items() if entry}
+
+
+def _header_fractions(account_id: str, now: float) -> list:
+    """Fractions of the upstream's own limits left, for readings that still hold."""
+    entry = _last.get(account_id)
+    if entry is None:
+        return []
+    observed_at, headers = entry
+    fractions = []
+    for reading in parse_rate_limits(headers, observed_at).values():
+        limit, remaining = reading.get("limit"), reading.get("remaining")
+        if not limit or remaining is None or limit <= 0:
+            continue
+        resets_at = reading.get("resets_at")
+        still_holds = now < resets_at if resets_at is not None else now - observed_at < HEADERS_TRUSTED_FOR
+        if still_holds:
+            fractions.append(max(0.0, min(1.0, remaining / limit)))
+    return fractions
+
+
+# ---------------------------------------------------------------- windows of the request log
+@dataclass(frozen=True)
+class WindowUsage:
+    """What one account used in one rolling window."""
+
+    requests: int = 0
+    cost_nano: int = 0
+    tokens: int = 0
+    oldest: Optional[float] = None  # created_at of the oldest row counted
+
+    def amount(self, measure: str) -> int:
+        return {"usd": self.cost_nano, "requests": self.requests, "tokens": self.tokens}[measure]
+
+    def plus(self, cost_nano: int, tokens: int, at: float) -> "WindowUsage":
+        return replace(self, requests=self.requests + 1, cost_nano=self.cost_nano + cost_nano,
+                       tokens=self.tokens + tokens, oldest=at if self.oldest is None else min(self.oldest, at))
+
+
+def _integer(value) -> int:
+    return int(value or 0)
+
+
+def _count_if(condition) -> pw.Node:
+    """COUNT of the rows matching `condition` (portable: COUNT ignores NULLs)."""
+    return pw.fn.COUNT(pw.Case(None, [(condition, 1)], None))
+
+
+def read_window_usage(account_name: str, now: Optional[float] = None) -> dict:
+    """{window name: WindowUsage} for an account, in one aggregate query over the longest window."""
+    now = time.time() if now is None else now
+    log = RequestLog
+    columns = []
+    for _, seconds in WINDOWS:
+        inside = log.created_at >= now - seconds
+        columns += [_count_if(inside), pw.fn.SUM(pw.Case(None, [(inside, log.cost_nano)], 0)),
+                    pw.fn.SUM(pw.Case(None, [(inside, log.input_tokens + log.output_tokens)], 0)),
+                    pw.fn.MIN(pw.Case(None, [(inside, log.created_at)], None))]
+    longest = max(seconds for _, seconds in WINDOWS)
+    with connected():
+        query = log.select(*columns).where((log.account == account_name) & (log.created_at >= now - longest))
+        row = query.tuples().get()
+    usage = {}
+    for i, (window, _) in enumerate(WINDOWS):
+        requests, cost, tokens, oldest = row[4 * i: 4 * i + 4]
+        usage[window] = WindowUsage(_integer(requests), _integer(cost), _integer(tokens),
+                                    float(oldest) if oldest is not None else None)
+    return usage
+
+
+_usage_cache: dict = {}  # account name -> (read at, {window: WindowUsage})
+
+
+def cached_window_usage(account_name: str) -> dict:
+    """The account's window usage, read from the log at most every CACHE_SECONDS."""
+    now = time.time()
+    entry = _usage_cache.get(account_name)
+    if entry is not None and now - entry[0] < CACHE_SECONDS:
+        return entry[1]
+    usage = read_window_usage(account_name, now)
+    with _lock:
+        _usage_cache[account_name] = (now, usage)
+    return usage
+
+
+def note_settled(account_name: Optional[str], cost_nano: int, tokens: int, at: float) -> None:
+    """Count a request that just settled in the cached sums, so the next routing decision sees it."""
+    if not account_name:
+        return
+    with _lock:
+        entry = _usage_cache.get(account_name)
+        if entry is not None:
+            _usage_cache[account_name] = (entry[0], {w: u.plus(cost_nano, tokens, at) for w, u in entry[1].items()})
+
+
+def _limit(limits: dict, window: str, measure: str) -> Optional[int]:
+    value = (limits or {}).get(f"{window}_{measure}")
+    return None if value is None else int(value)
+
+
+def has_window_limits(limits: dict) -> bool:
+    return any((limits or {}).get(name) is not None for name in LIMIT_NAMES)
+
+
+def headroom(account: AccountInfo) -> float:
+    """The fraction of the account's capacity left (1.0 when unlimited, 0 when a window or upstream limit is spent)."""
+    fractions = []
+    if has_window_limits(account.limits):
+        usage = cached_window_usage(account.name)
+        for window, _ in WINDOWS:
+            for measure in MEASURES:
+                limit = _limit(account.limits, window, measure)
+                if limit is not None:
+                    used = usage[window].amount(measure)
+                    fractions.append(0.0 if used >= limit else 1.0 - used / limit)
+    fractions += _header_fractions(account.id, time.time())
+    return min(fractions, default=1.0)
+
+
+def _resets_at(account_name: str, seconds: int, usage: WindowUsage, spent: dict, now: float) -> Optional[float]:
+    """When the window frees capacity: the oldest row leaving it, or, when a limit is spent, enough rows leaving."""
+    if usage.oldest is None:
+        return None
+    if not spent:
+        return usage.oldest + seconds
+    log = RequestLog
+    left = {measure: usage.amount(measure) for measure in spent}
+    query = (log.select(log.created_at, log.cost_nano, log.input_tokens + log.output_tokens)
+             .where((log.account == account_name) & (log.created_at >= now - seconds))
+             .order_by(log.created_at).tuples())
+    with connected():
+        for created_at, cost, tokens in query.iterator():
+            gone = {"usd": int(cost or 0), "requests": 1, "tokens": int(tokens or 0)}
+            for measure in left:
+                left[measure] -= gone[measure]
+            if all(left[measure] < limit for measure, limit in spent.items()):
+                return created_at + seconds
+    return usage.oldest + seconds
+
+
+def _remaining(limit: Optional[int], used: int) -> Optional[int]:
+    return None if limit is None else max(0, limit - used)
+
+
+def window_view(account: AccountInfo, window: str, seconds: int, usage: WindowUsage, now: float) -> dict:
+    """One window of an account: limits, what was used, what is left, when it frees up."""
+    limits = {measure: _limit(account.limits, window, measure) for measure in MEASURES}
+    spent = {m: limit for m, limit in limits.items() if limit is not None and usage.amount(m) >= limit}
+    resets_at = _resets_at(account.name, seconds, usage, spent, now)
+    usd_limit = limits["usd"]
+    return {
+        "window": window, "seconds": seconds,
+        "limit_usd": usd(usd_limit), "used_usd": usd(usage.cost_nano),
+        "remaining_usd": usd(_remaining(usd_limit, usage.cost_nano)),
+        "limit_requests": limits["requests"], "used_requests": usage.requests,
+        "remaining_requests": _remaining(limits["requests"], usage.requests),
+        "limit_tokens": limits["tokens"], "used_tokens": usage.tokens,
+        "remaining_tokens": _remaining(limits["tokens"], usage.tokens),
+        "exhausted": bool(spent), "resets_at": math.ceil(resets_at) if resets_at is not None else None,
+    }
+
+
+# ---------------------------------------------------------------- health and the capacity view
+def _observed_headers(row: Account) -> tuple:
+    """The freshest rate-limit headers: this process's last answer or the account row's."""
+    entry = _last.get(row.id)
+    stored_at = float(row.last_checked_at or 0)
+    if entry is not None and entry[0] >= stored_at:
+        return entry
+    return (stored_at, dict(row.last_headers or {})) if row.last_headers else (None, {})
+
+
+def rate_limits_view(row: Account) -> dict:
+    """The last upstream rate-limit headers, raw and parsed into limit / remaining / resets_at."""
+    observed_at, headers = _observed_headers(row)
+    if not headers:
+        return {}
+    return {"observed_at": int(observed_at), **parse_rate_limits(headers, observed_at), "headers": dict(headers)}
+
+
+def _cooldown_until(row: Account, now: float) -> Optional[float]:
+    until = max(float(row.cooldown_until or 0), cooldowns.until(row.id))
+    return round(until, 3) if until > now else None
+
+
+def capacity_view(accounts: list) -> list:
+    """The capacity body of each account (never its credential or base URL)."""
+    now = time.time()
+    with connected():
+        rows = {row.id: row for row in Account.select().where(Account.id.in_([a.id for a in accounts]))}
+    views = []
+    for account in accounts:
+        row = rows.get(account.id)
+        if row is None:
+            continue
+        usage = read_window_usage(account.name, now)
+        with _lock:
+            _usage_cache[account.name] = (now, usage)
+        views.append({
+            "id": account.id, "object": "account.capacity", "name": account.name, "provider": account.provider,
+            "models": list(account.models),
+            "windows": [window_view(account, window, seconds, usage[window], now) for window, seconds in WINDOWS],
+            "rate_limits": rate_limits_view(row), "healthy": bool(row.healthy),
+            "cooldown_until": _cooldown_until(row, now), "last_error": row.last_error,
+            "last_checked_at": row.last_checked_at,
+        })
+    return views
+
+
+@dataclass
+class ProbeResult:
+    account: AccountInfo
+    error: Optional[UpstreamError] = None
+    headers: Optional[dict] = None
+
+
+def _scrub(message: str, secret: str) -> str:
+    """An upstream message without the account's credential in it, however it was quoted."""
+    if secret and len(secret) >= 4:
+        message = message.replace(secret, "[redacted]")
+    return message[:300]
+
+
+def _probe(account: AccountInfo, timeouts: Timeouts) -> ProbeResult:
+    """One cheap upstream call (listing models); the echo provider is always healthy."""
+    upstream = upstream_for(account, timeouts)
+    if not hasattr(upstream, "probe"):
+        return ProbeResult(account, headers={})
+    try:
+        answer = upstream.probe()
+    except UpstreamError as error:
+        return ProbeResult(account, error=error, headers=getattr(error, "rate_limits", None))
+    except Exception as error:  # never let one account break the refresh of the others
+        return ProbeResult(account, error=UpstreamError("connect", f"The probe failed ({type(error).__name__})."))
+    answer.close()
+    return ProbeResult(account, headers=answer.rate_limits)
+
+
+def refresh(accounts: list, timeouts: Timeouts) -> None:
+    """Probe every account at once; record health, headers and the time on each account row."""
+    if not accounts:
+        return
+    with ThreadPoolExecutor(max_workers=min(PROBE_PARALLELISM, len(accounts))) as pool:
+        results = list(pool.map(lambda account: _probe(account, timeouts), accounts))
+    now = time.time()
+    with connected():
+        for result in results:
+            _record_probe(result, now)
+
+
+def _record_probe(result: ProbeResult, now: float) -> None:
+    account, error = result.account, result.error
+    values: dict = {"last_checked_at": int(now), "healthy": error is None}
+    if result.headers:
+        values["last_headers"] = result.headers
+        with _lock:
+            _last[account.id] = (now, result.headers)
+            _persisted[account.id] = now
+    if error is None:
+        cooldowns.clear(account.id)
+        values.update(last_error=None, cooldown_until=0)
+    else:
+        values["last_error"] = _scrub(error.message, account.api_key)
+        if error.retryable:
+            values["cooldown_until"] = cooldowns.cool(account.id, error.retry_after)
+    Account.update(**values).where(Account.id == account.id).execute()

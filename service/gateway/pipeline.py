@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Optional
 
 from ..api_error import ApiError
@@ -16,9 +16,12 @@ from ..config import Settings
 from ..db import connected, database
 from ..ids import new_id
 from ..models import Account, ApiKey
+from ..ratelimit import count_in_window
 from ..sse import KEEPALIVE, encode_event, read_events, with_keepalive
-from . import billing, state
+from ..files import resolve_file_parts
+from . import billing, conversations, state
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
+from .capacity import headroom
 from .catalog import AccountInfo, ModelInfo, snapshot
 from .codecs import CodecError, anthropic, openai_chat, openai_responses
 from .router import cooldowns, order_accounts
@@ -30,6 +33,7 @@ log = logging.getLogger("onekeyllm.gateway")
 
 CODECS = {"chat": openai_chat, "responses": openai_responses, "anthropic": anthropic}
 ID_PREFIXES = {"chat": ("chatcmpl", "-"), "responses": ("resp", "_"), "anthropic": ("msg", "_")}
+CALL_ID_PREFIXES = {"chat": "call", "responses": "call", "anthropic": "toolu"}
 STREAM_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                   "X-Accel-Buffering": "no"}
 CLIENT_CLOSED = 499
@@ -91,6 +95,7 @@ def handle(call: Call) -> Answer:
     if call.key.models and request.model not in call.key.models:
         raise ApiError(403, f"This key may not use the model '{request.model}'.", param="model",
                        type="permission_error", code="model_not_allowed")
+    _check_rpm(call.key)
     turn = _start_turn(call, request, snap.models[request.model])
     try:
         billing.reserve(turn.reservation)
@@ -105,6 +110,15 @@ def handle(call: Call) -> Answer:
         raise
 
 
+def _check_rpm(key: ApiKey) -> None:
+    """429 with retry-after once a key with an `rpm` limit has used this minute's requests."""
+    if key.rpm:
+        used, retry_after = count_in_window(f"rpm:{key.id}", 60)
+        if used > key.rpm:
+            raise ApiError(429, f"Rate limit reached: this key allows {key.rpm} requests per minute.",
+                           code="rate_limit_exceeded", headers={"retry-after": str(retry_after)})
+
+
 def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
     prefix, sep = ID_PREFIXES[call.inbound]
     extra = {}
@@ -112,12 +126,22 @@ def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
     if call.inbound == "responses":
         input_items = openai_responses.input_items(call.body) if call.body.get("input") is not None else []
         previous = call.body.get("previous_response_id")
+        conversation = conversations.conversation_param(call.body)
+        if previous and conversation:
+            raise ApiError(400, "Mutually exclusive parameters: send only one of 'previous_response_id' and "
+                                "'conversation'.", param="conversation", code="mutually_exclusive_parameters")
         if previous:
             if not isinstance(previous, str):
                 raise ApiError(400, "previous_response_id must be a string.", param="previous_response_id")
             request.messages = state.load_thread(previous, call.key.id) + request.messages
             extra["previous_response_id"] = previous
+        if conversation:
+            with connected():
+                request.messages = conversations.load_messages(conversation, call.key.id) + request.messages
+            extra["conversation"] = {"id": conversation}
         extra["store"] = call.body.get("store", True) is not False
+    with connected():
+        resolve_file_parts(request, call.key.id, call.settings, chat_body=call.body if call.inbound == "chat" else None)
     ctx = RenderContext(response_id=new_id(prefix, sep), model=request.model, created_at=int(time.time()),
                         request_body=call.body, extra=extra,
                         include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
@@ -141,7 +165,7 @@ def _timeouts(settings: Settings) -> Timeouts:
 
 def _dispatch(turn: Turn, accounts: list) -> Answer:
     failures: list = []
-    for account in order_accounts(accounts):
+    for account in order_accounts(accounts, headroom=headroom):
         turn.account = account
         upstream = upstream_for(account, _timeouts(turn.call.settings))
         if upstream.provider == "echo":
@@ -263,13 +287,17 @@ def _store(turn: Turn, body: dict, response: Response) -> None:
         with connected():
             state.store_response(turn.ctx.response_id, turn.call.key.id, turn.request.model, body,
                                  turn.input_items, turn.request.messages, response)
+    conversation = turn.ctx.extra.get("conversation")
+    if conversation:  # whatever `store` says: the conversation is the client's own record
+        with connected():
+            conversations.append_response(conversation["id"], turn.input_items, body, response)
 
 
 def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
     raw["model"] = turn.request.model
     if turn.call.inbound == "responses":
         raw["id"] = turn.ctx.response_id
-        for name in ("previous_response_id",):
+        for name in ("previous_response_id", "conversation"):
             if name in turn.ctx.extra:
                 raw[name] = turn.ctx.extra[name]
         raw["store"] = turn.store
@@ -284,6 +312,8 @@ def _complete(turn: Turn, upstream, answer, passthrough: bool) -> Answer:
         message = getattr(error, "message", str(error))
         _settle(turn, 502, Usage(), error=message)
         raise ApiError(502, f"Upstream error: {message}") from None
+    if not passthrough:
+        _client_call_ids(turn, response)
     usage = _complete_usage(turn, response)
     if passthrough:
         body = _rewrite_passthrough(turn, raw)
@@ -301,11 +331,29 @@ def _echo_answer(turn: Turn, upstream) -> Answer:
     codec = CODECS[turn.call.inbound]
     if not request.stream:
         response = upstream.complete(request)
+        _client_call_ids(turn, response)
         body = codec.render_response(response, turn.ctx)
         _settle(turn, 200, response.usage, response_id=turn.ctx.response_id)
         _store(turn, body, response)
         return Answer(200, body=body)
     return Answer(200, stream=_render_stream(turn, upstream.stream(request), codec), headers=dict(STREAM_HEADERS))
+
+
+def _client_call_id(turn: Turn, raw: Optional[str]) -> str:
+    """A tool-call id with the prefix of the client's format (`call_`, `toolu_`), whatever the upstream gave.
+
+    Applied to the canonical answer, so the client, the stored thread and the next turn's tool result agree.
+    """
+    prefix = CALL_ID_PREFIXES[turn.call.inbound]
+    if not raw:
+        return new_id(prefix)
+    return raw if raw.startswith(prefix + "_") else f"{prefix}_{raw}"
+
+
+def _client_call_ids(turn: Turn, response: Response) -> None:
+    for part in response.parts:
+        if isinstance(part, ToolCallPart):
+            part.id = _client_call_id(turn, part.id)
 
 
 # ---------------------------------------------------------------- streams
@@ -319,20 +367,35 @@ def _stream(turn: Turn, upstream, answer, passthrough: bool) -> Iterator[bytes]:
             yield from parser.feed(name, data)
         yield from parser.close()
 
-    return _render_stream(turn, canonical_events(), CODECS[turn.call.inbound], answer)
+    return _render_stream(turn, canonical_events(), CODECS[turn.call.inbound])
 
 
-def _render_stream(turn: Turn, events: Iterator, codec, answer=None) -> Iterator[bytes]:
+def _stop_reading(source: Iterator) -> None:
+    """Stop the upstream read; the upstream's byte iterator closes its response as it unwinds.
+
+    Closing the response from here instead would race the keep-alive reader greenlet, which may be
+    inside a read of that same response (a client hanging up mid-stream).
+    """
+    try:
+        source.close()
+    except Exception:  # the request-log row is written after this, whatever happens here
+        log.warning("could not stop reading an upstream stream", exc_info=True)
+
+
+def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
     """Canonical events rendered in the client's format; billed and stored whatever happens."""
     renderer = codec.StreamRenderer(turn.ctx)
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     status, error = CLIENT_CLOSED, None
     body: Optional[dict] = None
+    source = with_keepalive(events, turn.call.settings.keepalive_seconds)
     try:
-        for event in with_keepalive(events, turn.call.settings.keepalive_seconds):
+        for event in source:
             if event is None:
                 yield KEEPALIVE
                 continue
+            if event.type == "tool_call":
+                event = replace(event, call_id=_client_call_id(turn, event.call_id))
             builder.feed(event)
             if event.type == "error":
                 raise UpstreamError("status", event.text or "The upstream reported an error.",
@@ -351,8 +414,7 @@ def _render_stream(turn: Turn, events: Iterator, codec, answer=None) -> Iterator
         for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
             yield encode_event(name, payload)
     finally:
-        if answer is not None:
-            answer.close()
+        _stop_reading(source)
         _finish_stream(turn, status, builder.response, error, body)
 
 
@@ -384,8 +446,9 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     upstream_model = turn.account.upstream_model(turn.request.model)
     rename = upstream_model != turn.request.model
     status, error, final = CLIENT_CLOSED, None, None
+    source = with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
     try:
-        for item in with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds):
+        for item in source:
             if item is None:
                 yield KEEPALIVE
                 continue
@@ -430,7 +493,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
         for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
             yield encode_event(name, payload)
     finally:
-        answer.close()
+        _stop_reading(source)
         _finish_stream(turn, status, builder.response, error, final)
 
 

@@ -108,7 +108,7 @@ class UpstreamResponse:
         return body
 
     def iter_bytes(self) -> Iterator[bytes]:
-        """The body as it arrives (a cut or a read timeout raises UpstreamError)."""
+        """The body as it arrives (a cut or a read timeout raises UpstreamError); closed when it ends or is closed."""
         raw = self._response.raw
         try:
             while True:
@@ -122,6 +122,8 @@ class UpstreamResponse:
             if "timed out" in str(exc).lower():
                 raise UpstreamError("timeout", "The upstream stopped sending (read timeout).") from None
             raise UpstreamError("protocol", f"The upstream connection broke ({type(exc).__name__}).") from None
+        finally:
+            self._response.close()
 
     def close(self) -> None:
         self._response.close()

@@ -1,0 +1,293 @@
+"""Usage: a key's budget, its request log and summaries, account capacity; every key's log for the admin.
+
+The /v1/usage* routes take a key (`Authorization: Bearer sk-lazytech-…`) or a
+user JWT (from /v1/auth/token). A JWT sees every key whose `email` is the
+token's: `GET /v1/usage` then answers `{"object": "list", "data": [one
+api_key.usage object per live key]}`, the request log and summaries cover all
+those keys (revoked ones included: their spend happened) and log rows carry
+`key_id`. Money is always a decimal string with nine places.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator, Optional
+
+import peewee as pw
+from flask import Response, current_app, g, jsonify, request, stream_with_context
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..auth import KEY_PREFIX, bearer_token, redact, require_admin, require_key, verify_jwt
+from ..db import connected, is_postgres
+from ..errors import ApiError
+from ..gateway import capacity
+from ..gateway.catalog import snapshot
+from ..gateway.upstreams.http import Timeouts
+from ..models import ApiKey, RequestLog
+from ..money import usd
+from .usage_schemas import (AdminUsageArgsSchema, CapacityListSchema, KeyUsageSchema, RequestListSchema,
+                            RequestsArgsSchema, SummaryArgsSchema, SummarySchema)
+
+blp = Blueprint("usage", __name__, url_prefix="/v1", description="Budget, request log, summaries and account capacity")
+
+SECONDS_PER_DAY = 86400
+CSV_BATCH = 1000
+ROW_FIELDS = ("id", "created_at", "endpoint", "model", "account", "stream", "status_code", "input_tokens",
+              "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "response_id")
+CSV_COLUMNS = ("key_id", "key_name") + ROW_FIELDS
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+# ---------------------------------------------------------------- who is asking
+@dataclass
+class Caller:
+    """Whose usage a request may read: the calling key, or every key of a user JWT's email."""
+
+    keys: list
+    email: Optional[str] = None
+    ids: list = field(init=False)
+
+    def __post_init__(self):
+        self.ids = [key.id for key in self.keys]
+
+    @property
+    def live_keys(self) -> list:
+        return [key for key in self.keys if not key.revoked]
+
+    def scope(self) -> pw.Expression:
+        """The request-log rows this caller may read."""
+        if self.email is None:
+            return RequestLog.key_id == self.ids[0]
+        return RequestLog.key_id.in_(self.ids)
+
+
+def current_caller() -> Caller:
+    """The key of the request, or (for a user JWT) every key of the token's email; 401 otherwise."""
+    token = bearer_token()
+    if token and not token.startswith(KEY_PREFIX) and token.count(".") == 2:
+        email = verify_jwt(token)["email"]
+        keys = ApiKey.select().where(ApiKey.email == email).order_by(ApiKey.created_at, ApiKey.id)
+        return Caller(list(keys), email=email)
+    return Caller([require_key()])
+
+
+@blp.before_request
+def _authenticate():
+    """Who is asking, settled before the query is read (401/403 before 400)."""
+    if request.path.startswith("/v1/admin/"):
+        require_admin()
+    else:
+        g.usage_caller = current_caller()
+
+
+# ---------------------------------------------------------------- views
+def key_usage(row: ApiKey) -> dict:
+    """The SPEC's api_key.usage object: remaining = limit - used (never below zero; null without a limit)."""
+    limit, used = row.budget_nano, row.used_nano or 0
+    return {"object": "api_key.usage", "id": row.id, "name": row.name, "redacted_value": redact(row.last4),
+            "created_at": row.created_at, "last_used_at": row.last_used_at, "expires_at": row.expires_at,
+            "budget": {"limit_usd": usd(limit), "used_usd": usd(used),
+                       "remaining_usd": usd(max(0, limit - used)) if limit is not None else None}}
+
+
+def request_row(row: RequestLog) -> dict:
+    """One request-log row as the API shows it."""
+    return {"id": row.id, "created_at": int(row.created_at), "endpoint": row.endpoint, "model": row.model,
+            "account": row.account, "stream": bool(row.stream), "status_code": row.status_code,
+            "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
+            "cached_tokens": row.cached_tokens, "cost_usd": usd(row.cost_nano), "latency_ms": row.latency_ms,
+            "response_id": row.response_id}
+
+
+def _list(data: list, has_more: bool) -> dict:
+    return {"object": "list", "data": data, "has_more": has_more,
+            "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+
+# ---------------------------------------------------------------- the request log
+def _filtered(condition: pw.Expression, args: dict) -> pw.Expression:
+    log = RequestLog
+    if args.get("since") is not None:
+        condition &= log.created_at >= args["since"]
+    if args.get("until") is not None:
+        condition &= log.created_at < args["until"]
+    if args.get("model"):
+        condition &= log.model == args["model"]
+    return condition
+
+
+def _anchor(scope: pw.Expression, after: Optional[str]) -> Optional[RequestLog]:
+    """The row named by the cursor `after` (400 when it is not one of the caller's rows)."""
+    if not after:
+        return None
+    anchor = RequestLog.get_or_none((RequestLog.id == after) & scope)
+    if anchor is None:
+        raise ApiError(400, f"Unknown cursor `after`: '{after}'.", param="after")
+    return anchor
+
+
+def _page(condition: pw.Expression, limit: int, anchor: Optional[RequestLog]) -> tuple:
+    """Up to `limit` rows, newest first, after `anchor`; and whether more follow."""
+    log = RequestLog
+    if anchor is not None:
+        condition &= (log.created_at < anchor.created_at) | (
+            (log.created_at == anchor.created_at) & (log.id < anchor.id))
+    rows = list(log.select().where(condition).order_by(log.created_at.desc(), log.id.desc()).limit(limit + 1))
+    return rows[:limit], len(rows) > limit
+
+
+def _key_names(rows: list) -> dict:
+    ids = list({row.key_id for row in rows})
+    return dict(ApiKey.select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(ids)).tuples()) if ids else {}
+
+
+def _day_number(column: pw.Field) -> pw.Node:
+    """Whole UTC days since the epoch of a float unix time, in the database's own arithmetic."""
+    days = column / pw.SQL(str(SECONDS_PER_DAY))
+    # PostgreSQL rounds a float cast to integer; SQLite truncates (= floor for times after 1970)
+    return pw.fn.FLOOR(days) if is_postgres() else days.cast("INTEGER")
+
+
+def summarize(condition: pw.Expression, group_by: str) -> list:
+    """Requests, tokens and cost per UTC day (oldest first) or per model (costliest first), grouped in SQL."""
+    log = RequestLog
+    bucket = log.model if group_by == "model" else _day_number(log.created_at)
+    totals = [pw.fn.COUNT(log.id), pw.fn.SUM(log.input_tokens), pw.fn.SUM(log.output_tokens),
+              pw.fn.SUM(log.cached_tokens), pw.fn.SUM(log.cost_nano)]
+    rows = []
+    for value, requests, input_tokens, output_tokens, cached_tokens, cost in (
+            log.select(bucket, *totals).where(condition).group_by(bucket).tuples()):
+        label = value if group_by == "model" else datetime.fromtimestamp(
+            int(value) * SECONDS_PER_DAY, tz=timezone.utc).date().isoformat()
+        rows.append({group_by: label, "requests": int(requests), "input_tokens": int(input_tokens or 0),
+                     "output_tokens": int(output_tokens or 0), "cached_tokens": int(cached_tokens or 0),
+                     "cost_usd": usd(int(cost or 0)), "_cost": int(cost or 0)})
+    if group_by == "model":
+        rows.sort(key=lambda r: (-r["_cost"], r["model"]))
+    else:
+        rows.sort(key=lambda r: r["day"])
+    for row in rows:
+        del row["_cost"]
+    return rows
+
+
+def _csv_cell(value) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    if value is None:
+        return ""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + text if isinstance(value, str) and text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_stream(condition: pw.Expression) -> Iterator[str]:
+    """Every matching row as CSV, newest first, read and sent a batch at a time."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    anchor, more = None, True
+    while more:
+        with connected():
+            rows, more = _page(condition, CSV_BATCH, anchor)
+            names = _key_names(rows)
+        for row in rows:
+            view = request_row(row)
+            writer.writerow([_csv_cell(row.key_id), _csv_cell(names.get(row.key_id, ""))]
+                            + [_csv_cell(view[name]) for name in ROW_FIELDS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        anchor = rows[-1] if rows else None
+
+
+# ---------------------------------------------------------------- capacity
+def serving_accounts(caller: Caller) -> list:
+    """Enabled accounts serving a model the caller's keys may use (every enabled one for an unrestricted key)."""
+    keys = caller.live_keys
+    if not keys:
+        return []
+    allowed = set().union(*(key.models for key in keys)) if all(key.models for key in keys) else None
+    accounts = (a for a in snapshot().accounts.values()
+                if a.enabled and (allowed is None or allowed.intersection(a.models)))
+    return sorted(accounts, key=lambda a: a.name)
+
+
+def _capacity_body(accounts: list) -> dict:
+    return {"object": "list", "data": capacity.capacity_view(accounts)}
+
+
+# ---------------------------------------------------------------- routes
+@blp.route("/usage")
+class Usage(MethodView):
+    @blp.response(200, KeyUsageSchema)
+    def get(self):
+        """The key's budget: limit, used, remaining (a user JWT gets a list, one object per key of its email)."""
+        caller: Caller = g.usage_caller
+        if caller.email is None:
+            return key_usage(caller.keys[0])
+        return jsonify({"object": "list", "data": [key_usage(key) for key in caller.live_keys]})
+
+
+@blp.route("/usage/requests")
+class UsageRequests(MethodView):
+    @blp.arguments(RequestsArgsSchema, location="query")
+    @blp.response(200, RequestListSchema)
+    def get(self, args):
+        """The key's request log, newest first; `limit`/`after` pages, `since`/`until`/`model` filter."""
+        caller: Caller = g.usage_caller
+        scope = caller.scope()
+        rows, more = _page(_filtered(scope, args), args["limit"], _anchor(scope, args["after"]))
+        data = [request_row(row) for row in rows]
+        if caller.email is not None:
+            for view, row in zip(data, rows, strict=True):
+                view["key_id"] = row.key_id
+        return _list(data, more)
+
+
+@blp.route("/usage/summary")
+class UsageSummary(MethodView):
+    @blp.arguments(SummaryArgsSchema, location="query")
+    @blp.response(200, SummarySchema)
+    def get(self, args):
+        """Requests, tokens and cost per UTC day or per model (`group_by=day|model`), `since`/`until`/`model` filter."""
+        condition = _filtered(g.usage_caller.scope(), args)
+        return {"object": "list", "group_by": args["group_by"], "data": summarize(condition, args["group_by"]),
+                "has_more": False}
+
+
+@blp.route("/usage/account_capacity")
+class AccountCapacity(MethodView):
+    @blp.response(200, CapacityListSchema)
+    def get(self):
+        """Estimated capacity of each account serving the key's models: windows, upstream limits, health."""
+        return _capacity_body(serving_accounts(g.usage_caller))
+
+
+@blp.route("/usage/account_capacity/refresh")
+class AccountCapacityRefresh(MethodView):
+    @blp.response(200, CapacityListSchema)
+    def post(self):
+        """Probe each of those accounts (a cheap model listing), record health and headers; then the same body."""
+        accounts = serving_accounts(g.usage_caller)
+        settings = current_app.extensions["onekeyllm"].settings
+        capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
+        return _capacity_body(accounts)
+
+
+@blp.route("/admin/usage")
+class AdminUsage(MethodView):
+    @blp.arguments(AdminUsageArgsSchema, location="query")
+    @blp.response(200, RequestListSchema)
+    def get(self, args):
+        """Every key's request log (admin token), rows with `key_id` and `key_name`; `format=csv` streams it all."""
+        scope = RequestLog.key_id == args["key_id"] if args["key_id"] else RequestLog.id.is_null(False)
+        condition = _filtered(scope, args)
+        if args["format"] == "csv":
+            return Response(stream_with_context(_csv_stream(condition)), mimetype="text/csv",
+                            headers={"Content-Disposition": 'attachment; filename="usage.csv"'})
+        rows, more = _page(condition, args["limit"], _anchor(scope, args["after"]))
+        names = _key_names(rows)
+        data = [{"key_id": row.key_id, "key_name": names.get(row.key_id, ""), **request_row(row)} for row in rows]
+        return _list(data, more)

@@ -1,0 +1,44 @@
+"""Response headers set on every answer: security headers, and CORS only when configured."""
+from __future__ import annotations
+
+from typing import Optional
+
+from flask import Flask, Response, request
+
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+                                "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data:; "
+                                "connect-src 'self'; frame-ancestors 'none'"),
+}
+CORS_ALLOWED_HEADERS = "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta"
+
+
+def _allowed_origin(origins: Optional[str]) -> Optional[str]:
+    origin = request.headers.get("Origin")
+    if not origins or not origin:
+        return None
+    allowed = [o.strip() for o in origins.split(",") if o.strip()]
+    return origin if "*" in allowed or origin in allowed else None
+
+
+def install_headers(app: Flask, cors_origins: Optional[str]) -> None:
+    """Register the hook that adds the headers (CORS is off unless ONEKEYLLM_CORS_ORIGINS is set)."""
+
+    @app.after_request
+    def add_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.mimetype == "text/html":
+            for name, value in PAGE_HEADERS.items():
+                response.headers.setdefault(name, value)
+        origin = _allowed_origin(cors_origins)
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            if request.method == "OPTIONS":
+                response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+                response.headers["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
+                response.headers["Access-Control-Max-Age"] = "600"
+        return response

@@ -1,0 +1,145 @@
+"""Serving as documented: `onekeyllm serve`, gunicorn, the CLI, first start and schema upgrades."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import requests
+
+from conftest import ROOT, fresh_database_url, free_port, server_env, start_server
+
+ECHO_CHAT = {"model": "echo-1", "messages": [{"role": "user", "content": "hello gateway"}]}
+
+
+def cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run the `onekeyllm` console script against a database."""
+    script = Path(sys.executable).parent / "onekeyllm"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return subprocess.run(command + list(args), cwd=ROOT, env=server_env(database_url, "", tmp_path),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_first_start_prints_the_admin_token_once_and_stores_only_its_hash(tmp_path):
+    server = start_server(tmp_path, name="first", admin_token="")
+    try:
+        printed = re.findall(r"Admin token \(shown once, store it now\): (\S+)", server.log_text())
+        assert len(printed) == 1
+        token = printed[0]
+        answer = requests.get(server.v1 + "/admin/keys", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert answer.status_code == 200
+        database_url = server.database_url
+    finally:
+        server.stop()
+    again = start_server(tmp_path, name="first-again", admin_token="", database_url=database_url)
+    try:
+        assert "Admin token" not in again.log_text()
+        answer = requests.get(again.v1 + "/admin/keys", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        assert answer.status_code == 200
+    finally:
+        again.stop()
+
+
+def test_gunicorn_serves_the_app_with_gevent_workers(tmp_path):
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+    server = start_server(tmp_path, name="gunicorn", command=command, port=port,
+                          extra_env={"ONEKEYLLM_BIND": f"127.0.0.1:{port}", "ONEKEYLLM_WORKERS": "2"})
+    try:
+        key = server.create_key(name="through-gunicorn")["key"]
+        client = openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0)
+        for _ in range(6):  # several connections, so both workers answer
+            answer = client.chat.completions.create(**ECHO_CHAT)
+            assert answer.choices[0].message.content == "Echo: hello gateway"
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in
+                           client.chat.completions.create(**ECHO_CHAT, stream=True) if chunk.choices)
+        assert streamed == "Echo: hello gateway"
+        assert "gevent" in server.log_text().lower()
+    finally:
+        server.stop()
+
+
+def test_cli_creates_lists_and_revokes_keys_straight_on_the_database(tmp_path, gateway):
+    created = cli(gateway.database_url, tmp_path, "keys", "create", "--name", "from-cli", "--budget", "10")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["budget_usd"] == "10.000000000" and key["key"].startswith("sk-lazytech-")
+    answer = requests.post(gateway.v1 + "/chat/completions", json=ECHO_CHAT,
+                           headers={"Authorization": f"Bearer {key['key']}"}, timeout=10)
+    assert answer.status_code == 200
+    listed = cli(gateway.database_url, tmp_path, "keys", "list")
+    assert key["id"] in listed.stdout and key["key"] not in listed.stdout
+    assert cli(gateway.database_url, tmp_path, "keys", "revoke", key["id"]).returncode == 0
+    answer = requests.post(gateway.v1 + "/chat/completions", json=ECHO_CHAT,
+                           headers={"Authorization": f"Bearer {key['key']}"}, timeout=10)
+    assert answer.status_code == 401
+
+
+def test_cli_adds_accounts_and_models(tmp_path, gateway, upstream):
+    added = cli(gateway.database_url, tmp_path, "accounts", "add", "--name", "cli-account", "--provider", "openai",
+                "--base-url", upstream.base_url("openai"), "--api-key", "sk-cli-secret-5555", "--models", "cli-model")
+    assert added.returncode == 0, added.stderr
+    assert "sk-cli-secret-5555" not in added.stdout
+    model = cli(gateway.database_url, tmp_path, "models", "add", "--id", "cli-model", "--input", "1.5", "--output", "2")
+    assert model.returncode != 0 or json.loads(model.stdout)["input_usd_per_mtok"] == "1.500000000"
+    ids = [m["id"] for m in requests.get(gateway.v1 + "/models", timeout=5).json()["data"]]
+    assert "cli-model" in ids
+    bad = cli(gateway.database_url, tmp_path, "keys", "create", "--budget", "lots")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_accounts_from_the_environment_are_registered_on_first_start(tmp_path, upstream):
+    server = start_server(tmp_path, name="env-accounts", extra_env={
+        "OPENAI_API_KEY": "sk-env-openai-1111", "OPENAI_BASE_URL": upstream.base_url("openai"),
+        "ANTHROPIC_API_KEY": "sk-env-anthropic-2222", "ANTHROPIC_BASE_URL": upstream.base_url("anthropic")})
+    try:
+        accounts = {a["name"]: a for a in server.admin("GET", "/accounts").json()["data"]}
+        assert set(accounts) == {"openai", "anthropic"}  # no offline account when a provider is configured
+        assert "gpt-5.4" in accounts["openai"]["models"]
+        model = server.admin("GET", "/models/gpt-5.4").json()
+        assert model["input_usd_per_mtok"] == "1.250000000"
+        key = server.create_key(name="env")["key"]
+        answer = openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0).chat.completions.create(
+            model="gpt-5.4", messages=[{"role": "user", "content": "hi"}])
+        assert answer.choices[0].message.content == "Hello from fake chat: hi"
+        assert "sk-env-openai-1111" not in server.log_text()
+    finally:
+        server.stop()
+
+
+def test_an_older_schema_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
+    from service import migrations
+    from service.auth import hash_secret
+    from service.db import database, init_database
+    from service.models import ApiKey, Setting
+
+    database_url = fresh_database_url(tmp_path, "old")
+    init_database(database_url)
+    pepper = "ab" * 32
+    plaintext = "sk-lazytech-" + "o" * 43
+    with database.connection_context():
+        assert migrations.migrate(target=1) == (0, 1)  # the first release's schema
+        Setting.create(key="key_pepper", value=pepper)
+        ApiKey.create(id="key_old", name="from v1", key_hash=hash_secret(bytes.fromhex(pepper), plaintext),
+                      last4=plaintext[-4:], budget_nano=3_000_000_000)
+        assert not database.table_exists("request_log")
+    database.close()
+    database.obj.close_all()
+
+    server = start_server(tmp_path, name="upgraded", database_url=database_url)
+    try:
+        kept = server.admin("GET", "/keys/key_old").json()
+        assert kept["name"] == "from v1" and kept["budget_usd"] == "3.000000000"
+        answer = requests.post(server.v1 + "/chat/completions", json=ECHO_CHAT,
+                               headers={"Authorization": f"Bearer {plaintext}"}, timeout=10)
+        assert answer.status_code == 200
+    finally:
+        server.stop()
+    init_database(database_url)
+    with database.connection_context():
+        assert migrations.schema_version() == len(migrations.MIGRATIONS)
+        assert database.table_exists("request_log")
+    database.obj.close_all()

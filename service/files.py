@@ -216,7 +216,7 @@ def store_upload(repository: FileRepository, key_id: str, stream: BinaryIO, file
     size = repository.write(key_id, segments, read_chunks(stream), max_bytes)
     name = os.path.basename((filename or "").replace("\\", "/"))[:MAX_NAME_BYTES] or "upload"
     return StoredFile.create(id=file_id, key_id=key_id, filename=name, path="/".join(segments), purpose=purpose,
-                             bytes=size, content_type=content_type)
+                             bytes=size, content_type=_content_type(content_type))
 
 
 def store_at_path(repository: FileRepository, key_id: str, path: str, stream: BinaryIO,
@@ -228,10 +228,14 @@ def store_at_path(repository: FileRepository, key_id: str, path: str, stream: Bi
     row = StoredFile.get_or_none((StoredFile.key_id == key_id) & (StoredFile.path == relative))
     if row is None:
         return StoredFile.create(id=new_file_id(), key_id=key_id, filename=relative, path=relative,
-                                 purpose="user_data", bytes=size, content_type=content_type)
-    row.bytes, row.content_type, row.created_at = size, content_type, now()
+                                 purpose="user_data", bytes=size, content_type=_content_type(content_type))
+    row.bytes, row.content_type, row.created_at = size, _content_type(content_type), now()
     row.save()
     return row
+
+
+def _content_type(declared: Optional[str]) -> Optional[str]:
+    return declared[:200] if declared else None  # the column's width; a longer one is not a real type
 
 
 def get_file(file_id: str, key_id: str, param: str = "file_id") -> StoredFile:

@@ -28,8 +28,15 @@ from ..gateway.catalog import snapshot
 from ..gateway.upstreams.http import Timeouts
 from ..models import ApiKey, RequestLog
 from ..money import usd
-from .usage_schemas import (AdminUsageArgsSchema, CapacityListSchema, KeyUsageSchema, RequestListSchema,
-                            RequestsArgsSchema, SummaryArgsSchema, SummarySchema)
+from .usage_schemas import (
+    AdminUsageArgsSchema,
+    CapacityListSchema,
+    KeyUsageSchema,
+    RequestListSchema,
+    RequestsArgsSchema,
+    SummaryArgsSchema,
+    SummarySchema,
+)
 
 blp = Blueprint("usage", __name__, url_prefix="/v1", description="Budget, request log, summaries and account capacity")
 

@@ -23,7 +23,5 @@ class UsagePage(MethodView):
     def get(self):
         """The usage page (static HTML; the key never leaves the browser except to this gateway's API)."""
         response = send_from_directory(STATIC_DIR, "usage.html", mimetype="text/html", max_age=300)
-        response.headers["Content-Security-Policy"] = PAGE_POLICY
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = PAGE_POLICY  # stricter than the app-wide page policy
         return response

@@ -64,22 +64,25 @@ def last_headers(account_id: str) -> dict:
     return entry[1] if entry else {}
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+")
+EPOCH_THRESHOLD = 1e9  # a bare number this large is a unix time, not a number of seconds
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _OPENAI_HEADER = re.compile(r"^x-ratelimit-(limit|remaining|reset)-(.+)$")
 _ANTHROPIC_HEADER = re.compile(r"^anthropic-ratelimit-(.+)-(limit|remaining|reset)$")
 
 
 def _reset_time(value: str, observed_at: float) -> Optional[float]:
-    """A reset header as unix time: OpenAI's durations ("6m0s", "20ms"), seconds, or RFC 3339."""
+    """A reset header as unix time: OpenAI's durations ("6m0s", "20ms"), seconds, a unix time, or RFC 3339."""
     value = value.strip()
-    if _DURATIONS.fullmatch(value):
-        return observed_at + sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(value))
+    if _DURATION.fullmatch(value):
+        return observed_at + sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
     try:
-        return observed_at + float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        return number if number >= EPOCH_THRESHOLD else observed_at + number
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -327,7 +330,7 @@ class ProbeResult:
 
 
 def _scrub(message: str, secret: str) -> str:
-    """An upstream message without the account's credential in it, however it was quoted."""
+    """An upstream message, cut short, without the account's credential should the upstream echo it."""
     if secret and len(secret) >= 4:
         message = message.replace(secret, "[redacted]")
     return message[:300]

@@ -136,7 +136,9 @@ def _insert_items(conversation_id: str, items: list[dict]) -> list[dict]:
     last = (ConversationItem.select(ConversationItem.seq).where(ConversationItem.conversation_id == conversation_id)
             .order_by(ConversationItem.seq.desc()).limit(1).scalar())
     ids = [i["id"] for i in items if isinstance(i.get("id"), str) and i["id"]]
-    taken = {r.id for r in ConversationItem.select(ConversationItem.id).where(ConversationItem.id.in_(ids))} if ids else set()
+    taken = set()
+    if ids:
+        taken = {r.id for r in ConversationItem.select(ConversationItem.id).where(ConversationItem.id.in_(ids))}
     stored, created = [], now()
     for offset, item in enumerate(items, start=1):
         item = dict(item)

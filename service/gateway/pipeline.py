@@ -14,11 +14,11 @@ from typing import Iterator, Optional
 from ..api_error import ApiError
 from ..config import Settings
 from ..db import connected, database
+from ..files import resolve_file_parts
 from ..ids import new_id
 from ..models import Account, ApiKey
 from ..ratelimit import count_in_window
 from ..sse import KEEPALIVE, encode_event, read_events, with_keepalive
-from ..files import resolve_file_parts
 from . import billing, conversations, state
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
 from .capacity import headroom
@@ -182,8 +182,12 @@ def _dispatch(turn: Turn, accounts: list) -> Answer:
             if error.retryable:
                 failures.append(error)
                 continue
-            _settle(turn, error.client_status(), Usage(), error=error.message)
-            raise ApiError(error.client_status(), f"Upstream error: {error.message}", type=error.error_type) from None
+            status = error.client_status()
+            _settle(turn, status, Usage(), error=error.message)
+            # the upstream's error type only where its status is passed on: an account's rejected credential
+            # is the gateway's 502, never an authentication_error that tells the client its own key is bad
+            raise ApiError(status, f"Upstream error: {error.message}",
+                           type=error.error_type if status == error.status else None) from None
         _note_success(account, answer.rate_limits)
         if turn.request.stream:
             return Answer(200, stream=_stream(turn, upstream, answer, passthrough), headers=dict(STREAM_HEADERS))

@@ -1,0 +1,223 @@
+"""What one gateway request costs, in-process: SQL statements, commits, CPU time by package and function.
+
+Builds the app in this process (no gunicorn, no gevent: one request at a time,
+so every microsecond is the request's own), configures it through the admin API
+with Flask's test client, points it at bench/fast_upstream.py, then for each
+scenario: the wall time per request, the SQL statements and commits it runs,
+and a cProfile of the same requests (self time per request by package and by
+function; cProfile's own overhead inflates code made of many small calls).
+
+    .venv/bin/python bench/request_cost.py --only chat-1 --requests 500
+    .venv/bin/python bench/request_cost.py --db postgres
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from profile_summary import BUCKETS, _in  # noqa: E402
+from run import (  # noqa: E402
+    DEFAULT_POSTGRES,
+    PYTHON,
+    ROOT,
+    SCENARIOS,
+    Database,
+    Processes,
+    configure,
+    free_port,
+    postgres_answers,
+    wait_http,
+)
+
+
+class StatementCounter:
+    """Wraps the database's execute_sql and commit to count what each request runs."""
+
+    def __init__(self, db) -> None:
+        self.statements: Counter = Counter()
+        self.commits = 0
+        self.connects = 0
+        execute_sql, commit, connect = db.execute_sql, db.commit, db._connect
+
+        def counted_execute(sql, params=None, *args, **kwargs):
+            self.statements[" ".join(str(sql).split())[:110]] += 1
+            return execute_sql(sql, params, *args, **kwargs)
+
+        def counted_commit(*args, **kwargs):
+            self.commits += 1
+            return commit(*args, **kwargs)
+
+        def counted_connect(*args, **kwargs):
+            self.connects += 1
+            return connect(*args, **kwargs)
+
+        db.execute_sql, db.commit, db._connect = counted_execute, counted_commit, counted_connect
+
+    def reset(self) -> None:
+        self.statements.clear()
+        self.commits = self.connects = 0
+
+
+def _headers(scenario, key: str) -> dict:
+    if scenario.anthropic:
+        return {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    return {"Authorization": f"Bearer {key}"}
+
+
+def one_request(client, scenario, headers: dict) -> None:
+    answer = client.post(scenario.path, json=scenario.body, headers=headers)
+    data = answer.get_data()  # a stream is consumed here
+    answer.close()
+    if answer.status_code != 200:
+        raise RuntimeError(f"{scenario.name}: {answer.status_code} {data[:500]!r}")
+
+
+def package_of(path: str) -> str:
+    short = path.split("/site-packages/", 1)[-1].split("/work/main/", 1)[-1]
+    for name, needles in BUCKETS:
+        if any(_in(short, n) for n in needles):
+            return name
+    return "other (stdlib, C builtins)"
+
+
+def callers_report(profiler: cProfile.Profile, pattern: str, n: int) -> str:
+    """Who calls the functions whose name contains `pattern` (calls and cumulative µs per request)."""
+    stats = pstats.Stats(profiler)
+    out = []
+    for (file, line, func), (_cc, nc, _tt, ct, callers) in stats.stats.items():
+        if pattern not in func:
+            continue
+        out.append(f"  {func} ({file.split('/site-packages/')[-1]}:{line}): {nc / n:.1f} calls, "
+                   f"{ct / n * 1e6:.1f} µs per request, called from:")
+        for (cfile, cline, cfunc), info in sorted(callers.items(), key=lambda kv: -kv[1][3]):
+            out.append(f"      {info[1] / n:5.1f}×  {info[3] / n * 1e6:7.1f} µs  {cfunc} "
+                       f"({cfile.split('/site-packages/')[-1].split('/work/main/')[-1]}:{cline})")
+    return "\n".join(out)
+
+
+def profile_report(profiler: cProfile.Profile, n: int, top: int) -> str:
+    stats = pstats.Stats(profiler)
+    by_package: Counter = Counter()
+    rows = []
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():
+        by_package[package_of(file)] += tt
+        rows.append((tt, nc, ct, f"{func} ({file.split('/site-packages/')[-1].split('/work/main/')[-1]}:{line})"))
+    total = sum(by_package.values()) or 1e-9
+    out = [f"  cProfile: {total / n * 1e6:,.0f} µs of profiled CPU per request (profiler overhead included)",
+           "  self time by package (µs/request, share):"]
+    out += [f"    {t / n * 1e6:8.0f}  {100 * t / total:5.1f}%  {name}" for name, t in by_package.most_common()]
+    out += [f"  top {top} functions by self time (µs/request, calls/request, cumulative µs/request):"]
+    for tt, nc, ct, name in sorted(rows, reverse=True)[:top]:
+        out.append(f"    {tt / n * 1e6:8.1f}  {nc / n:6.1f}  {ct / n * 1e6:9.1f}  {name}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES, metavar="URL")
+    parser.add_argument("--only", action="append", default=[], help="scenario names or prefixes (run.py's names)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per scenario and measurement")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--callers", action="append", default=[], metavar="NAME",
+                        help="also print who calls the functions whose name contains NAME")
+    args = parser.parse_args()
+    only = [o.strip() for item in args.only for o in item.split(",") if o.strip()]
+    if args.db == "postgres" and not postgres_answers(args.postgres):
+        parser.error(f"PostgreSQL does not answer at {args.postgres}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="okl-cost-"))
+    procs = Processes()
+    db = None
+    try:
+        port = free_port()
+        upstream = f"http://127.0.0.1:{port}"
+        log = workdir / "upstream.log"
+        proc = procs.start([PYTHON, str(ROOT / "bench" / "fast_upstream.py"), "--port", str(port),
+                            "--chunks", str(args.chunks)], log)
+        wait_http(upstream + "/health", proc, log)
+        db = Database(args.db, workdir, args.postgres, "cost")
+        admin_token = "sk-admin-bench-" + secrets.token_urlsafe(16)
+        for name in [k for k in os.environ if k.startswith(("ONEKEYLLM_", "OPENAI_", "ANTHROPIC_"))]:
+            del os.environ[name]
+        os.environ.update({"ONEKEYLLM_DATABASE_URL": db.url, "ONEKEYLLM_ADMIN_TOKEN": admin_token,
+                           "ONEKEYLLM_FILES_DIR": str(workdir / "files")})
+        import logging
+
+        from service import create_app
+        from service.db import database
+
+        app = create_app()
+        logging.getLogger().setLevel(logging.WARNING)
+        client = app.test_client()
+
+        def admin(method: str, path: str, body: dict) -> dict:
+            answer = client.open("/v1/admin" + path, method=method, json=body,
+                                 headers={"Authorization": f"Bearer {admin_token}"})
+            if answer.status_code not in (200, 201):
+                raise RuntimeError(f"admin {method} {path}: {answer.status_code} {answer.get_data()[:500]!r}")
+            return answer.get_json()
+
+        key = configure(admin, upstream)
+        counter = StatementCounter(database.obj)
+        n = args.requests
+        print(f"{args.db}; {n} sequential requests per scenario, in-process (Flask test client, no gevent)\n")
+        for scenario in SCENARIOS:
+            if only and not any(scenario.name == o or scenario.name.startswith(o) for o in only):
+                continue
+            headers = _headers(scenario, key)
+            for _ in range(30):
+                one_request(client, scenario, headers)
+            started = time.perf_counter()
+            for _ in range(n):
+                one_request(client, scenario, headers)
+            wall = (time.perf_counter() - started) / n
+            counter.reset()
+            for _ in range(n):
+                one_request(client, scenario, headers)
+            statements = sum(counter.statements.values()) / n
+            print(f"{scenario.name} ({scenario.label.format(chunks=args.chunks)}): {wall * 1e6:,.0f} µs per request "
+                  f"(wall, upstream included); {statements:.1f} SQL statements, {counter.commits / n:.1f} commits, "
+                  f"{counter.connects / n:.2f} pool check-outs per request")
+            for sql, count in counter.statements.most_common():
+                print(f"    {count / n:4.1f}×  {sql}")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(n):
+                one_request(client, scenario, headers)
+            profiler.disable()
+            print(profile_report(profiler, n, args.top))
+            for pattern in args.callers:
+                print(callers_report(profiler, pattern, n))
+            print()
+    finally:
+        procs.stop_all()
+        if db is not None:
+            try:
+                from service.db import database
+
+                if database.obj is not None:
+                    database.obj.close_all()
+            except Exception:  # noqa: BLE001 - best effort before the drop
+                pass
+            db.drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

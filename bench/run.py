@@ -1,0 +1,742 @@
+"""The gateway benchmark: fast fake upstream + gunicorn (gevent) + wrk, on SQLite and PostgreSQL, one table.
+
+Starts bench/fast_upstream.py and the gateway (`gunicorn -c gunicorn.conf.py wsgi:app`,
+2 gevent workers) on a fresh database, configures them through the admin API only,
+drives every scenario with wrk (the same scenario also straight to the upstream, for
+the gateway's added latency), then prints one Markdown table. Everything runs on
+127.0.0.1 and everything it starts is stopped at exit.
+
+    .venv/bin/python bench/run.py                 # SQLite, and PostgreSQL when 127.0.0.1:5432 answers
+    .venv/bin/python bench/run.py --quick         # 2 s per scenario: a smoke run
+    .venv/bin/python bench/run.py --only chat-32 --db sqlite
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import urlparse, urlunparse
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+PYTHON = sys.executable
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+SYSTEM = "You are a concise assistant. Answer in one sentence."
+PROMPT = "Explain in one sentence what an LLM gateway does for a team that uses several providers."
+REPLY_MARK = "lazy"  # a word of the fast upstream's reply, checked before each scenario
+
+MODELS = {  # model id -> prices and limits, created through the admin API
+    "gpt-bench": {"input_usd_per_mtok": "1.25", "output_usd_per_mtok": "10", "context_window": 400000,
+                  "max_output_tokens": 16384},
+    "gpt-bench-resp": {"input_usd_per_mtok": "1.25", "output_usd_per_mtok": "10", "context_window": 400000,
+                       "max_output_tokens": 16384},
+    "claude-bench": {"input_usd_per_mtok": "3", "output_usd_per_mtok": "15", "context_window": 200000,
+                     "max_output_tokens": 8192},
+    "gpt-bench-paced": {"input_usd_per_mtok": "1.25", "output_usd_per_mtok": "10", "context_window": 400000,
+                        "max_output_tokens": 16384},
+}
+
+TARGETS = {  # scenario -> (what, check(result) -> bool), issue 6
+    "chat-32": ("≥1000 req/s, 0 non-2xx", lambda r: r.rps >= 1000 and r.non2xx == 0),
+    "chat-1": ("added p50 ≤1.5 ms, p99 ≤5 ms",
+               lambda r: r.added_p50 is not None and r.added_p50 <= 1.5 and r.added_p99 <= 5.0),
+    "chat-stream-32": ("≥400 streams/s", lambda r: r.rps >= 400 and r.non2xx == 0),
+    "open-streams-1000": ("0 dropped, <300 MB", lambda r: r.non2xx == 0 and (r.rss_mb or 0) < 300),
+    "cold-start": ("<1.5 s", lambda r: r.p50 < 1500),
+}
+
+
+# ------------------------------------------------------------------------------------------- processes
+class Processes:
+    """Every process this run starts, each in its own session; all stopped at exit."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen] = []
+        atexit.register(self.stop_all)
+
+    def start(self, command: list, log_path: Path, env: Optional[dict] = None) -> subprocess.Popen:
+        log = open(log_path, "ab")
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen) -> None:
+        """SIGTERM to the process group (gunicorn master and workers), SIGKILL after 10 s."""
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+            except ProcessLookupError:
+                pass
+        # reap anything left in the group (workers whose master died first)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self) -> None:
+        for process in list(reversed(self.running)):
+            self.stop(process)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer in {timeout} s:\n{log_path.read_text()[-3000:]}")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (gunicorn's workers)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children
+
+
+def _status_kb(pid: int, field_name: str) -> Optional[int]:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss(pids: list[int]) -> bool:
+    """Reset VmHWM (Linux: write 5 to clear_refs); False when the kernel refuses."""
+    ok = True
+    for pid in pids:
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            ok = False
+    return ok
+
+
+def peak_rss_mb(pids: list[int]) -> Optional[float]:
+    """The largest VmHWM among pids, in MB."""
+    values = [v for v in (_status_kb(p, "VmHWM") for p in pids) if v]
+    return round(max(values) / 1024, 1) if values else None
+
+
+# ------------------------------------------------------------------------------------------- databases
+class Database:
+    """A fresh database for one run: a temporary SQLite file or a new PostgreSQL database."""
+
+    def __init__(self, kind: str, workdir: Path, postgres_base: str, name: str):
+        self.kind = kind
+        self.postgres_base = postgres_base
+        if kind == "sqlite":
+            self.url = f"sqlite:///{workdir / (name + '.db')}"
+            self.pg_name = None
+        else:
+            self.pg_name = f"okl_bench_{name}_{secrets.token_hex(4)}".lower().replace("-", "_")
+            self._admin(f'CREATE DATABASE "{self.pg_name}"')
+            self.url = urlunparse(urlparse(postgres_base)._replace(path="/" + self.pg_name))
+            atexit.register(self.drop)
+
+    def _admin(self, sql: str) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(self.postgres_base)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+
+    def drop(self) -> None:
+        if self.pg_name:
+            name, self.pg_name = self.pg_name, None
+            try:
+                self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception as error:  # noqa: BLE001 - cleanup must not hide the results
+                print(f"warning: could not drop database {name}: {error}", file=sys.stderr)
+
+
+def postgres_answers(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def server_env(database_url: str, admin_token: str, workdir: Path, extra: Optional[dict] = None) -> dict:
+    """The environment of a gateway: ours only, no provider keys or settings inherited from the shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONEKEYLLM_", "OPENAI_", "ANTHROPIC_"))}
+    env.update({"ONEKEYLLM_DATABASE_URL": database_url, "ONEKEYLLM_ADMIN_TOKEN": admin_token,
+                "ONEKEYLLM_FILES_DIR": str(workdir / "files"), "ONEKEYLLM_UPSTREAM_TIMEOUT": "60",
+                "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
+    return env
+
+
+# ------------------------------------------------------------------------------------------- the gateway
+class Gateway:
+    """A gunicorn gateway on its own port."""
+
+    def __init__(self, procs: Processes, workdir: Path, database_url: str, admin_token: str, workers: int,
+                 name: str, config: str = "gunicorn.conf.py"):
+        self.procs = procs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_token = admin_token
+        self.log_path = workdir / f"{name}.log"
+        env = server_env(database_url, admin_token, workdir, {
+            "ONEKEYLLM_WORKERS": str(workers), "ONEKEYLLM_BIND": f"127.0.0.1:{self.port}"})
+        self.process = procs.start([PYTHON, "-m", "gunicorn", "-c", config, "wsgi:app"],
+                                   self.log_path, env)
+        wait_http(self.url + "/v1/ping", self.process, self.log_path, timeout=60)
+        self.workers = self._wait_workers(workers)
+
+    def _wait_workers(self, count: int) -> list[int]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = child_pids(self.process.pid)
+            if len(pids) >= count:
+                return pids
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not start {count} workers:\n{self.log_path.read_text()[-3000:]}")
+
+    def admin(self, method: str, path: str, body: dict) -> dict:
+        answer = requests.request(method, f"{self.url}/v1/admin{path}", json=body, timeout=30,
+                                  headers={"Authorization": f"Bearer {self.admin_token}"})
+        if answer.status_code not in (200, 201):
+            raise RuntimeError(f"admin {method} {path}: {answer.status_code} {answer.text[:500]}")
+        return answer.json()
+
+    def stop(self) -> None:
+        self.procs.stop(self.process)
+
+
+def configure(admin: Callable[[str, str, dict], dict], upstream: str, hold_chunks: int = 10,
+              hold_delay: float = 1.0) -> str:
+    """Models, accounts and a key, through the admin API only (`admin(method, path, body)`); returns the key."""
+    for model_id, prices in MODELS.items():
+        admin("POST", "/models", {"id": model_id, "display_name": model_id, "owned_by": "bench", **prices})
+    accounts = [
+        {"name": "bench-openai-chat", "provider": "openai", "api": "chat", "base_url": f"{upstream}/v1",
+         "models": ["gpt-bench"]},
+        {"name": "bench-openai-responses", "provider": "openai", "api": "responses", "base_url": f"{upstream}/v1",
+         "models": ["gpt-bench-resp"]},
+        {"name": "bench-anthropic", "provider": "anthropic", "base_url": upstream, "models": ["claude-bench"]},
+        {"name": "bench-openai-paced", "provider": "openai", "api": "chat",
+         "base_url": f"{upstream}/paced/{hold_chunks}/{hold_delay:g}/v1", "models": ["gpt-bench-paced"]},
+    ]
+    for account in accounts:
+        admin("POST", "/accounts", {"api_key": "sk-bench-upstream", **account})
+    key = admin("POST", "/keys", {"name": "bench", "budget_usd": "1000000"})
+    return key["key"]
+
+
+# ------------------------------------------------------------------------------------------- scenarios
+@dataclass
+class Scenario:
+    name: str
+    label: str
+    path: str
+    body: dict
+    concurrency: int
+    anthropic: bool = False
+    end_marker: Optional[str] = None  # what a complete stream contains (wrk counts the ones without it)
+
+
+def _chat(model: str, stream: bool = False) -> dict:
+    body = {"model": model, "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+            "max_tokens": 256}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return body
+
+
+def _responses(model: str, stream: bool = False) -> dict:
+    body = {"model": model, "instructions": SYSTEM, "input": PROMPT, "max_output_tokens": 256}
+    return {**body, "stream": True} if stream else body
+
+
+def _messages(model: str) -> dict:
+    return {"model": model, "max_tokens": 256, "system": SYSTEM, "messages": [{"role": "user", "content": PROMPT}]}
+
+
+SCENARIOS = [
+    Scenario("chat-1", "Chat, non-streamed", "/v1/chat/completions", _chat("gpt-bench"), 1),
+    Scenario("chat-32", "Chat, non-streamed", "/v1/chat/completions", _chat("gpt-bench"), 32),
+    Scenario("chat-stream-32", "Chat, streamed ({chunks} chunks)", "/v1/chat/completions",
+             _chat("gpt-bench", stream=True), 32, end_marker="data: [DONE]"),
+    Scenario("responses-32", "Responses → chat account", "/v1/responses", _responses("gpt-bench"), 32),
+    Scenario("responses-stream-32", "Responses → chat account, streamed", "/v1/responses",
+             _responses("gpt-bench", stream=True), 32, end_marker="event: response.completed"),
+    Scenario("responses-passthrough-32", "Responses → responses account", "/v1/responses",
+             _responses("gpt-bench-resp"), 32),
+    Scenario("messages-32", "Messages → anthropic account", "/v1/messages", _messages("claude-bench"), 32,
+             anthropic=True),
+]
+SPECIAL = ["open-streams-1000", "cold-start"]
+
+
+# ------------------------------------------------------------------------------------------- wrk
+def _lua_string(text: str) -> str:
+    level = "=" * 4
+    assert f"]{level}]" not in text
+    return f"[{level}[{text}]{level}]"
+
+
+def wrk_script(path: Path, body: dict, headers: dict, end_marker: Optional[str]) -> None:
+    """A wrk Lua script: POST the body with the headers; done() prints the figures as one JSON line."""
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(json.dumps(body))}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items()]
+    lines += ["local threads = {}", "function setup(thread) table.insert(threads, thread) end"]
+    if end_marker:
+        lines += ["broken = 0", f"local marker = {_lua_string(end_marker)}",
+                  "function response(status, headers, body)",
+                  "  if status < 300 and not string.find(body, marker, 1, true) then broken = broken + 1 end",
+                  "end"]
+    lines += [
+        "function done(summary, latency, requests)",
+        "  local broken = 0",
+        "  for _, t in ipairs(threads) do broken = broken + (t:get('broken') or 0) end",
+        "  local e = summary.errors",
+        "  io.write(string.format('BENCH_JSON {\"requests\":%d,\"duration_us\":%d,\"status_errors\":%d,"
+        "\"connect_errors\":%d,\"read_errors\":%d,\"write_errors\":%d,\"timeouts\":%d,\"p50_us\":%d,"
+        "\"p90_us\":%d,\"p99_us\":%d,\"max_us\":%d,\"mean_us\":%.1f,\"broken\":%d}\\n',",
+        "    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,",
+        "    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,",
+        "    broken))",
+        "end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@dataclass
+class Load:
+    """What one wrk run measured."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    errors: int  # socket errors and timeouts
+    broken: int
+    requests: int
+
+
+def run_wrk(url: str, script: Path, concurrency: int, seconds: float) -> Load:
+    threads = 1 if concurrency < 8 else 2
+    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+               "-s", str(script), url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 90, check=False)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no figures ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    r = json.loads(line[len("BENCH_JSON "):])
+    return Load(rps=r["requests"] / (r["duration_us"] / 1e6), p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
+                non2xx=r["status_errors"], errors=r["connect_errors"] + r["read_errors"] + r["write_errors"]
+                + r["timeouts"], broken=r["broken"], requests=r["requests"])
+
+
+# ------------------------------------------------------------------------------------------- results
+@dataclass
+class Result:
+    db: str
+    scenario: str
+    label: str
+    concurrency: str
+    rps: float = 0.0
+    p50: float = 0.0
+    p99: float = 0.0
+    non2xx: int = 0
+    added_p50: Optional[float] = None
+    added_p99: Optional[float] = None
+    direct_rps: Optional[float] = None
+    rss_mb: Optional[float] = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        if self.scenario not in TARGETS:
+            return ""
+        what, check = TARGETS[self.scenario]
+        return f"{what}: {'met' if check(self) else 'NOT met'}"
+
+
+def _fmt(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def table(results: list[Result]) -> str:
+    head = ["db", "scenario", "conc.", "req/s", "p50 ms", "p99 ms", "non-2xx", "added p50 / p99 ms",
+            "direct req/s", "peak RSS/worker MB", "target (issue 6)"]
+    rows = [head, ["---"] * len(head)]
+    for r in results:
+        if r.scenario == "cold-start":
+            rows.append([r.db, r.label, "1", "–", f"{r.p50:.0f}", f"{r.p99:.0f}", "–", "–", "–",
+                         _fmt(r.rss_mb, 0), r.target])
+            continue
+        if r.scenario.startswith("open-streams"):
+            rows.append([r.db, r.label, r.concurrency, "–", f"{r.p50:.0f}", f"{r.p99:.0f}", f"{r.non2xx} dropped "
+                         f"({r.note})", "–", "–", _fmt(r.rss_mb, 0), r.target])
+            continue
+        added = "–" if r.added_p50 is None else f"{_fmt(r.added_p50, sign=True)} / {_fmt(r.added_p99, sign=True)}"
+        non2xx = str(r.non2xx) + (f" ({r.note})" if r.note else "")
+        rows.append([r.db, r.label, r.concurrency, f"{r.rps:,.0f}", _fmt(r.p50), _fmt(r.p99), non2xx, added,
+                     "–" if r.direct_rps is None else f"{r.direct_rps:,.0f}", _fmt(r.rss_mb, 0), r.target])
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "p50 / p99: per request, time to the last byte (streams included); open streams: the whole "
+              "stream's duration; cold start: ms. Added latency: the gateway's p50 / p99 minus the same "
+              "scenario's straight to the fast upstream."]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------- the bench
+class Bench:
+    def __init__(self, args: argparse.Namespace, procs: Processes, workdir: Path):
+        self.args = args
+        self.procs = procs
+        self.workdir = workdir
+        self.direct: dict[str, Load] = {}
+        self.results: list[Result] = []
+        self.hold = args.hold
+        self.hold_chunks = 10
+        port = free_port()
+        self.upstream = f"http://127.0.0.1:{port}"
+        log = workdir / "upstream.log"
+        self.upstream_proc = procs.start([PYTHON, str(BENCH / "fast_upstream.py"), "--port", str(port),
+                                          "--chunks", str(args.chunks)], log)
+        wait_http(self.upstream + "/health", self.upstream_proc, log)
+
+    def wanted(self, name: str) -> bool:
+        return not self.args.only or any(name == o or name.startswith(o) for o in self.args.only)
+
+    def say(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    def run_db(self, kind: str) -> None:
+        db = Database(kind, self.workdir, self.args.postgres, "main")
+        admin_token = "sk-admin-bench-" + secrets.token_urlsafe(16)
+        gateway = None
+        try:
+            self.say(f"{kind}: starting gunicorn ({self.args.workers} gevent workers) on {db.url}")
+            gateway = Gateway(self.procs, self.workdir, db.url, admin_token, self.args.workers, f"gateway-{kind}",
+                              self.args.gunicorn_config)
+            key = configure(gateway.admin, self.upstream, self.hold_chunks, self.hold / self.hold_chunks)
+            for scenario in SCENARIOS:
+                if self.wanted(scenario.name):
+                    self.results.append(self.load_scenario(kind, gateway, key, scenario))
+            gateway.stop()
+            gateway = None
+            if self.wanted("open-streams-1000"):
+                self.results.append(self.open_streams(kind, db.url, admin_token, key))
+        finally:
+            if gateway:
+                gateway.stop()
+            db.drop()
+        if self.wanted("cold-start"):
+            self.results.append(self.cold_start(kind))
+
+    # ----- one wrk scenario
+    def _headers(self, scenario: Scenario, key: str) -> dict:
+        if scenario.anthropic:
+            return {"x-api-key": key, "anthropic-version": "2023-06-01"}
+        return {"Authorization": f"Bearer {key}"}
+
+    def _preflight(self, url: str, scenario: Scenario, headers: dict) -> None:
+        """One request by hand: a 200 with the upstream's reply (and the end of the stream) in it."""
+        answer = requests.post(url, json=scenario.body, headers=headers, timeout=30)
+        text = answer.text
+        if answer.status_code != 200 or REPLY_MARK not in text:
+            raise RuntimeError(f"{scenario.name}: {url} answered {answer.status_code}: {text[:800]}")
+        if scenario.end_marker and scenario.end_marker not in text:
+            raise RuntimeError(f"{scenario.name}: the stream did not end with {scenario.end_marker!r}: {text[-800:]}")
+
+    def load_scenario(self, kind: str, gateway: Gateway, key: str, scenario: Scenario) -> Result:
+        label = scenario.label.format(chunks=self.args.chunks)
+        self.say(f"{kind}: {scenario.name} ({label}, {scenario.concurrency} concurrent, {self.args.duration:g} s)")
+        headers = self._headers(scenario, key)
+        url = gateway.url + scenario.path
+        # each worker answers a few first, so that caches and pools are warm in both
+        for _ in range(4 * len(gateway.workers)):
+            self._preflight(url, scenario, headers)
+        script = self.workdir / f"{scenario.name}.lua"
+        wrk_script(script, scenario.body, headers, scenario.end_marker)
+        warmup = 1.0 if self.args.duration >= 5 else 0.5
+        run_wrk(url, script, scenario.concurrency, warmup)
+        reset_peak_rss(gateway.workers)
+        profilers = self._start_profilers(kind, scenario.name, gateway.workers)
+        load = run_wrk(url, script, scenario.concurrency, self.args.duration)
+        rss = peak_rss_mb(gateway.workers)
+        self._finish_profilers(profilers)
+        direct = self.direct.get(scenario.name)
+        if direct is None:
+            direct_url = self.upstream + scenario.path
+            self._preflight(direct_url, scenario, headers)
+            direct = self.direct[scenario.name] = run_wrk(direct_url, script, scenario.concurrency,
+                                                          self.args.duration)
+        notes = []
+        if load.errors:
+            notes.append(f"{load.errors} socket errors")
+        if load.broken:
+            notes.append(f"{load.broken} broken streams")
+        result = Result(kind, scenario.name, label, str(scenario.concurrency), rps=load.rps, p50=load.p50_ms,
+                        p99=load.p99_ms, non2xx=load.non2xx, added_p50=load.p50_ms - direct.p50_ms,
+                        added_p99=load.p99_ms - direct.p99_ms, direct_rps=direct.rps, rss_mb=rss,
+                        note=", ".join(notes), extra={"requests": load.requests, "direct": direct.__dict__})
+        self.say(f"  {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, "
+                 f"non-2xx {load.non2xx}{', ' + result.note if result.note else ''}; direct {direct.rps:,.0f} req/s "
+                 f"p50 {direct.p50_ms:.2f} ms; peak RSS/worker {rss} MB")
+        return result
+
+    # ----- py-spy on the workers while wrk runs (--profile)
+    def _start_profilers(self, kind: str, scenario: str, pids: list[int]) -> list:
+        if not self.args.profile:
+            return []
+        py_spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        profilers = []
+        for pid in pids:
+            out = self.args.profile / f"{kind}-{scenario}-{pid}.txt"
+            command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
+                       "--duration", str(max(1, round(self.args.duration))), "--output", str(out)]
+            profilers.append((self.procs.start(command, self.workdir / "py-spy.log"), out))
+        return profilers
+
+    def _finish_profilers(self, profilers: list) -> None:
+        if not profilers:
+            return
+        from profile_summary import load, summarise
+
+        for process, _ in profilers:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            self.procs.stop(process)
+        outputs = [out for _, out in profilers if out.exists()]
+        if outputs:
+            summary = summarise(load(outputs), top=30)
+            outputs[0].with_name(outputs[0].name.rsplit("-", 1)[0] + "-summary.txt").write_text(summary + "\n")
+            self.say("  profile: " + " | ".join(summary.splitlines()[3:8]))
+
+    # ----- 1,000 open streams on one worker
+    def open_streams(self, kind: str, database_url: str, admin_token: str, key: str) -> Result:
+        n = self.args.streams
+        self.say(f"{kind}: open-streams-{n} ({n} streams of {self.hold_chunks} chunks over {self.hold:g} s, "
+                 "1 worker)")
+        gateway = Gateway(self.procs, self.workdir, database_url, admin_token, 1, f"gateway-{kind}-1worker",
+                          self.args.gunicorn_config)
+        try:
+            worker = gateway.workers
+            headers = {"Authorization": f"Bearer {key}"}
+            probe = requests.post(gateway.url + "/v1/chat/completions", headers=headers, timeout=60, json={
+                "model": "gpt-bench", "messages": [{"role": "user", "content": "warm up"}]})
+            if probe.status_code != 200:
+                raise RuntimeError(f"open-streams warm-up: {probe.status_code} {probe.text[:500]}")
+            reset_peak_rss(worker)
+            rss_before = peak_rss_mb(worker)
+            log = self.workdir / f"open-streams-{kind}.log"
+            client = subprocess.run(
+                [PYTHON, str(BENCH / "open_streams.py"), "--url", gateway.url, "--key", key, "--model",
+                 "gpt-bench-paced", "--streams", str(n), "--chunks", str(self.hold_chunks),
+                 "--timeout", str(max(30.0, self.hold * 3))],
+                capture_output=True, text=True, timeout=self.hold * 10 + 120, check=False)
+            log.write_text(client.stdout + client.stderr)
+            rss = peak_rss_mb(worker)
+            line = next((ln for ln in client.stdout.splitlines() if ln.startswith("{")), None)
+            if line is None:
+                raise RuntimeError(f"open_streams.py printed nothing:\n{client.stderr[-3000:]}")
+            figures = json.loads(line)
+        finally:
+            gateway.stop()
+        errors = figures["errors"]
+        note = f"{figures['intact']}/{n} intact, max {figures['max_open']} open at once"
+        if errors:
+            note += ", " + ", ".join(f"{k}: {v}" for k, v in errors.items())
+        self.say(f"  {note}; {figures['elapsed_s']} s; first byte p50 {figures['first_byte_p50_ms']} ms; "
+                 f"worker RSS {rss_before} MB idle → peak {rss} MB")
+        return Result(kind, f"open-streams-{n}", f"{n} open streams, 1 worker, {self.hold:g} s each", str(n),
+                      p50=figures["duration_p50_ms"] or 0.0, p99=figures["duration_p99_ms"] or 0.0,
+                      non2xx=figures["dropped"], rss_mb=rss, note=note, extra={**figures, "rss_idle_mb": rss_before})
+
+    # ----- cold start
+    def cold_start(self, kind: str) -> Result:
+        self.say(f"{kind}: cold start of `onekeyllm serve` to a 200 on /v1/ping (median of 3, fresh database)")
+        onekeyllm = str(Path(PYTHON).parent / "onekeyllm")
+        command_base = [onekeyllm] if os.path.exists(onekeyllm) else [PYTHON, "-m", "service.cli"]
+        times, rss = [], []
+        for attempt in range(3):
+            db = Database(kind, self.workdir, self.args.postgres, f"cold{attempt}")
+            port = free_port()
+            log = self.workdir / f"cold-{kind}-{attempt}.log"
+            env = server_env(db.url, "sk-admin-bench-" + secrets.token_urlsafe(16), self.workdir)
+            started = time.monotonic()
+            process = self.procs.start(command_base + ["serve", "--host", "127.0.0.1", "--port", str(port),
+                                                       "--quiet"], log, env)
+            try:
+                times.append(self._first_ping(port, process, log) - started)
+                rss.append(peak_rss_mb([process.pid]))
+            finally:
+                self.procs.stop(process)
+                db.drop()
+        times_ms = sorted(t * 1000 for t in times)
+        self.say(f"  {', '.join(f'{t:.0f}' for t in times_ms)} ms")
+        return Result(kind, "cold-start", "cold start → 200 /v1/ping (p50 / max of 3, ms)", "1",
+                      p50=statistics.median(times_ms), p99=max(times_ms), rss_mb=max(r for r in rss if r) if any(rss)
+                      else None, extra={"times_ms": times_ms})
+
+    @staticmethod
+    def _first_ping(port: int, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> float:
+        """The monotonic time of the first 200 on /v1/ping."""
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"onekeyllm serve exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/v1/ping")
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    return time.monotonic()
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise RuntimeError(f"onekeyllm serve did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def machine() -> str:
+    model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                  if ln.startswith("model name")), "unknown CPU")
+    mem_kb = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
+                  if ln.startswith("MemTotal"))
+    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {model}, {mem_kb / 1024 / 1024:.1f} GiB RAM"
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(
+                                         __doc__.splitlines()[1:]))
+    names = [s.name for s in SCENARIOS] + SPECIAL
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per scenario (default 10)")
+    parser.add_argument("--quick", action="store_true", help="2 s per scenario, 3 s of open streams: a smoke run")
+    parser.add_argument("--only", action="append", default=[],
+                        help=f"run only these scenarios (name or prefix; repeat or comma-separate): {', '.join(names)}")
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default=None,
+                        help="default: both when PostgreSQL answers, else sqlite")
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help=f"PostgreSQL server to create the bench databases on (default {DEFAULT_POSTGRES})")
+    parser.add_argument("--chunks", type=int, default=20, help="content pieces per streamed answer (default 20)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--streams", type=int, default=1000, help="open streams on one worker (default 1000)")
+    parser.add_argument("--hold", type=float, default=None, help="seconds the open streams last (default 10)")
+    parser.add_argument("--gunicorn-config", default="gunicorn.conf.py", metavar="PATH",
+                        help="gunicorn config file, relative to the project root (default gunicorn.conf.py)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="record the workers with py-spy during each wrk scenario into DIR (slows them a little)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, wrk scripts)")
+    args = parser.parse_args(argv)
+    args.only = [o.strip() for item in args.only for o in item.split(",") if o.strip()]
+    unknown = [o for o in args.only if not any(n == o or n.startswith(o) for n in names)]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(names)}")
+    if args.quick:
+        args.duration = 2.0
+    if args.hold is None:
+        args.hold = 3.0 if args.quick else 10.0
+    if args.db is None:
+        wanted_pg = args.postgres is not None or postgres_answers(DEFAULT_POSTGRES)
+        args.db = "both" if wanted_pg else "sqlite"
+    args.postgres = args.postgres or DEFAULT_POSTGRES
+    if args.db in ("postgres", "both") and not postgres_answers(args.postgres):
+        parser.error(f"PostgreSQL does not answer at {args.postgres}")
+    return args
+
+
+def _raise_on_term(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = parse_args(argv)
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_on_term)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 streams need 2,000+ sockets per process
+    workdir = Path(tempfile.mkdtemp(prefix="okl-bench-"))
+    procs = Processes()
+    bench = None
+    try:
+        bench = Bench(args, procs, workdir)
+        kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+        for kind in kinds:
+            bench.run_db(kind)
+    finally:
+        procs.stop_all()
+        if args.keep:
+            print(f"work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"\n{machine()}; {args.workers} gunicorn gevent workers; wrk {args.duration:g} s per scenario; "
+          f"`{command.strip()}`\n")
+    print(table(bench.results))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "command": command, "results": [
+            {**r.__dict__, "target": r.target} for r in bench.results]}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,7 +68,7 @@ def timed(call: Callable[[], tuple], count: int, warmup: int = 20) -> tuple[list
     return firsts, totals
 
 
-def plain(session: requests.Session, url: str, body: dict, headers: dict) -> Callable[[], float]:
+def plain(session, url: str, body: dict, headers: dict) -> Callable[[], float]:
     """A non-streamed request; 'first event' is the whole answer."""
     def call() -> float:
         answer = session.post(url, json=body, headers=headers, timeout=30)
@@ -78,7 +78,7 @@ def plain(session: requests.Session, url: str, body: dict, headers: dict) -> Cal
     return call
 
 
-def streamed(session: requests.Session, url: str, body: dict, headers: dict) -> Callable[[], float]:
+def streamed(session, url: str, body: dict, headers: dict) -> Callable[[], float]:
     """A streamed request: time of the first data line, then read to the end."""
     def call() -> float:
         first = None
@@ -107,7 +107,6 @@ def main() -> None:
                                models=["bench-claude"], model_map={"bench-claude": "claude-fake-1"})
         key = gateway.create_key(budget="1000", name="bench")["key"]
 
-        session = requests.Session()
         ours = {"Authorization": f"Bearer {key}"}
         chat = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
         messages = {**chat, "model": "claude-fake-1"}
@@ -123,17 +122,21 @@ def main() -> None:
         header = f"{'case':58} {'direct p50':>10} {'direct p99':>10} {'gateway p50':>11} {'gateway p99':>11} " \
                  f"{'added p50':>9} {'added p99':>9}"
         print(header)
-        print("-" * len(header))
-        for name, direct, through in cases:
-            for make, modes in ((plain, ["non-streamed"]), (streamed, ["streamed, first event", "streamed, whole"])):
-                direct_times = timed(make(session, *direct), args.requests)
-                gateway_times = timed(make(session, *through), args.requests)
-                for mode in modes:
-                    index = 0 if mode.endswith("first event") else 1
-                    d50, d99 = percentile(direct_times[index], 50), percentile(direct_times[index], 99)
-                    g50, g99 = percentile(gateway_times[index], 50), percentile(gateway_times[index], 99)
-                    print(f"{name + ', ' + mode:58} {d50:10.2f} {d99:10.2f} {g50:11.2f} {g99:11.2f} "
-                          f"{g50 - d50:9.2f} {g99 - d99:9.2f}")
+        print("-" * len(header), end="")
+        # a Session keeps its connection alive, as the SDKs do; `requests.post` opens a new one each time
+        for connection, session in (("keep-alive", requests.Session()), ("new connection", requests)):
+            print(f"\n{connection}:")
+            for name, direct, through in cases:
+                for make, modes in ((plain, ["non-streamed"]),
+                                    (streamed, ["streamed, first event", "streamed, whole"])):
+                    direct_times = timed(make(session, *direct), args.requests)
+                    gateway_times = timed(make(session, *through), args.requests)
+                    for mode in modes:
+                        index = 0 if mode.endswith("first event") else 1
+                        d50, d99 = percentile(direct_times[index], 50), percentile(direct_times[index], 99)
+                        g50, g99 = percentile(gateway_times[index], 50), percentile(gateway_times[index], 99)
+                        print(f"{name + ', ' + mode:58} {d50:10.2f} {d99:10.2f} {g50:11.2f} {g99:11.2f} "
+                              f"{g50 - d50:9.2f} {g99 - d99:9.2f}")
     finally:
         gateway.stop()
         fake.terminate()

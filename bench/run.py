@@ -40,6 +40,7 @@ PYTHON = sys.executable
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEM = "You are a concise assistant. Answer in one sentence."
 PROMPT = "Explain in one sentence what an LLM gateway does for a team that uses several providers."
+FOREIGN_WARNING = 0.10  # flag a measurement when other processes took this share of the CPUs
 REPLY_MARK = "lazy"  # a word of the fast upstream's reply, checked before each scenario
 
 MODELS = {  # model id -> prices and limits, created through the admin API
@@ -161,6 +162,71 @@ def peak_rss_mb(pids: list[int]) -> Optional[float]:
     return round(max(values) / 1024, 1) if values else None
 
 
+class CpuWatch:
+    """How much of the machine's CPU went to processes other than this run's during a measurement.
+
+    The machine may be shared (tests of other people running): figures taken while
+    something else used the CPUs are low, and the table says so.
+    """
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, ours: Callable[[], list]):
+        self.ours = ours  # -> the pids of this run's processes (gateway, upstream, database backends)
+
+    @staticmethod
+    def _busy() -> float:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return (sum(values) - values[3] - values[4]) / CpuWatch.TICK  # minus idle and iowait
+
+    @staticmethod
+    def _process_cpu(pids: list) -> dict:
+        """pid -> CPU seconds (user + system) so far."""
+        seconds = {}
+        for pid in set(pids):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                seconds[pid] = (int(fields[11]) + int(fields[12])) / CpuWatch.TICK  # utime, stime
+            except (OSError, IndexError, ValueError):
+                pass
+        return seconds
+
+    def _snapshot(self) -> tuple:
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF)]
+        mine = sum(u.ru_utime + u.ru_stime for u in usage)  # wrk (a finished child) and this script
+        return time.monotonic(), self._busy(), mine, self._process_cpu(self.ours())
+
+    def start(self) -> None:
+        self.before = self._snapshot()
+
+    def used(self, pids: list) -> float:
+        """CPU seconds that `pids` used between start() and foreign_share()."""
+        procs0, procs1 = self.before[3], self.after[3]
+        return sum(procs1[p] - procs0.get(p, 0.0) for p in set(pids) if p in procs1)
+
+    def foreign_share(self) -> float:
+        """The share of all CPUs (0..1) that other processes used since start()."""
+        t0, busy0, mine0, procs0 = self.before
+        self.after = t1, busy1, mine1, procs1 = self._snapshot()
+        ours = (mine1 - mine0) + sum(cpu - procs0.get(pid, 0.0) for pid, cpu in procs1.items())
+        elapsed = max(1e-3, t1 - t0)
+        return max(0.0, ((busy1 - busy0) - ours) / (elapsed * len(os.sched_getaffinity(0))))
+
+
+def postgres_backends(db_name: Optional[str]) -> list[int]:
+    """The pids of the PostgreSQL backends connected to `db_name` (their title names the database)."""
+    if not db_name:
+        return []
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f" {db_name} ".encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
 # ------------------------------------------------------------------------------------------- databases
 class Database:
     """A fresh database for one run: a temporary SQLite file or a new PostgreSQL database."""
@@ -185,6 +251,20 @@ class Database:
         try:
             with conn.cursor() as cur:
                 cur.execute(sql)
+        finally:
+            conn.close()
+
+    def free_connection_slots(self) -> Optional[int]:
+        """PostgreSQL: max_connections minus the connections open now (other people's included)."""
+        if not self.pg_name:
+            return None
+        import psycopg2
+
+        conn = psycopg2.connect(self.postgres_base)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_setting('max_connections')::int - (SELECT count(*) FROM pg_stat_activity)")
+                return cur.fetchone()[0]
         finally:
             conn.close()
 
@@ -326,28 +406,37 @@ def _lua_string(text: str) -> str:
     return f"[{level}[{text}]{level}]"
 
 
-def wrk_script(path: Path, body: dict, headers: dict, end_marker: Optional[str]) -> None:
-    """A wrk Lua script: POST the body with the headers; done() prints the figures as one JSON line."""
+def wrk_script(path: Path, body: dict, headers: dict, end_marker: Optional[str], count_statuses: bool) -> None:
+    """A wrk Lua script: POST the body with the headers; done() prints the figures as one JSON line.
+
+    With end_marker, 2xx answers without it count as broken streams; with count_statuses,
+    non-2xx answers are counted per status code (a response() callback costs wrk a little).
+    """
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(json.dumps(body))}",
              'wrk.headers["Content-Type"] = "application/json"']
     lines += [f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in headers.items()]
-    lines += ["local threads = {}", "function setup(thread) table.insert(threads, thread) end"]
-    if end_marker:
-        lines += ["broken = 0", f"local marker = {_lua_string(end_marker)}",
-                  "function response(status, headers, body)",
-                  "  if status < 300 and not string.find(body, marker, 1, true) then broken = broken + 1 end",
+    lines += ["local threads = {}", "function setup(thread) table.insert(threads, thread) end",
+              "broken = 0", "codes = {}", f"local marker = {_lua_string(end_marker or '')}"]
+    if end_marker or count_statuses:
+        lines += ["function response(status, headers, body)",
+                  "  if status >= 300 then codes[tostring(status)] = (codes[tostring(status)] or 0) + 1",
+                  "  elseif marker ~= '' and not string.find(body, marker, 1, true) then broken = broken + 1 end",
                   "end"]
     lines += [
         "function done(summary, latency, requests)",
-        "  local broken = 0",
-        "  for _, t in ipairs(threads) do broken = broken + (t:get('broken') or 0) end",
+        "  local broken, codes, parts = 0, {}, {}",
+        "  for _, t in ipairs(threads) do",
+        "    broken = broken + (t:get('broken') or 0)",
+        "    for code, n in pairs(t:get('codes') or {}) do codes[code] = (codes[code] or 0) + n end",
+        "  end",
+        "  for code, n in pairs(codes) do table.insert(parts, string.format('\"%s\":%d', code, n)) end",
         "  local e = summary.errors",
         "  io.write(string.format('BENCH_JSON {\"requests\":%d,\"duration_us\":%d,\"status_errors\":%d,"
         "\"connect_errors\":%d,\"read_errors\":%d,\"write_errors\":%d,\"timeouts\":%d,\"p50_us\":%d,"
-        "\"p90_us\":%d,\"p99_us\":%d,\"max_us\":%d,\"mean_us\":%.1f,\"broken\":%d}\\n',",
+        "\"p90_us\":%d,\"p99_us\":%d,\"max_us\":%d,\"mean_us\":%.1f,\"broken\":%d,\"codes\":{%s}}\\n',",
         "    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,",
         "    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean,",
-        "    broken))",
+        "    broken, table.concat(parts, ',')))",
         "end",
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -364,6 +453,7 @@ class Load:
     errors: int  # socket errors and timeouts
     broken: int
     requests: int
+    codes: dict = field(default_factory=dict)  # non-2xx status -> count (when counted)
 
 
 def run_wrk(url: str, script: Path, concurrency: int, seconds: float) -> Load:
@@ -377,7 +467,7 @@ def run_wrk(url: str, script: Path, concurrency: int, seconds: float) -> Load:
     r = json.loads(line[len("BENCH_JSON "):])
     return Load(rps=r["requests"] / (r["duration_us"] / 1e6), p50_ms=r["p50_us"] / 1000, p99_ms=r["p99_us"] / 1000,
                 non2xx=r["status_errors"], errors=r["connect_errors"] + r["read_errors"] + r["write_errors"]
-                + r["timeouts"], broken=r["broken"], requests=r["requests"])
+                + r["timeouts"], broken=r["broken"], requests=r["requests"], codes=r.get("codes") or {})
 
 
 # ------------------------------------------------------------------------------------------- results
@@ -395,6 +485,7 @@ class Result:
     added_p99: Optional[float] = None
     direct_rps: Optional[float] = None
     rss_mb: Optional[float] = None
+    cpu_ms: Optional[dict] = None  # CPU ms per request: {"gateway": workers, "database": PostgreSQL backends}
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -403,7 +494,8 @@ class Result:
         if self.scenario not in TARGETS:
             return ""
         what, check = TARGETS[self.scenario]
-        return f"{what}: {'met' if check(self) else 'NOT met'}"
+        met = not self.note.startswith("FAILED") and check(self)
+        return f"{what}: {'met' if met else 'NOT met'}"
 
 
 def _fmt(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
@@ -414,25 +506,32 @@ def _fmt(value: Optional[float], digits: int = 2, sign: bool = False) -> str:
 
 def table(results: list[Result]) -> str:
     head = ["db", "scenario", "conc.", "req/s", "p50 ms", "p99 ms", "non-2xx", "added p50 / p99 ms",
-            "direct req/s", "peak RSS/worker MB", "target (issue 6)"]
+            "direct req/s", "CPU ms/req", "peak RSS/worker MB", "target (issue 6)"]
     rows = [head, ["---"] * len(head)]
     for r in results:
+        if r.note.startswith("FAILED"):
+            rows.append([r.db, r.label, r.concurrency] + ["–"] * 3 + [r.note] + ["–"] * 4 + [r.target])
+            continue
         if r.scenario == "cold-start":
-            rows.append([r.db, r.label, "1", "–", f"{r.p50:.0f}", f"{r.p99:.0f}", "–", "–", "–",
+            rows.append([r.db, r.label, "1", "–", f"{r.p50:.0f}", f"{r.p99:.0f}", "–", "–", "–", "–",
                          _fmt(r.rss_mb, 0), r.target])
             continue
         if r.scenario.startswith("open-streams"):
             rows.append([r.db, r.label, r.concurrency, "–", f"{r.p50:.0f}", f"{r.p99:.0f}", f"{r.non2xx} dropped "
-                         f"({r.note})", "–", "–", _fmt(r.rss_mb, 0), r.target])
+                         f"({r.note})", "–", "–", "–", _fmt(r.rss_mb, 0), r.target])
             continue
+        cpu = "–"
+        if r.cpu_ms:
+            cpu = f"{r.cpu_ms['gateway']:.2f}" + (f" + {r.cpu_ms['database']:.2f} db" if r.cpu_ms["database"] else "")
         added = "–" if r.added_p50 is None else f"{_fmt(r.added_p50, sign=True)} / {_fmt(r.added_p99, sign=True)}"
         non2xx = str(r.non2xx) + (f" ({r.note})" if r.note else "")
         rows.append([r.db, r.label, r.concurrency, f"{r.rps:,.0f}", _fmt(r.p50), _fmt(r.p99), non2xx, added,
-                     "–" if r.direct_rps is None else f"{r.direct_rps:,.0f}", _fmt(r.rss_mb, 0), r.target])
+                     "–" if r.direct_rps is None else f"{r.direct_rps:,.0f}", cpu, _fmt(r.rss_mb, 0), r.target])
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "p50 / p99: per request, time to the last byte (streams included); open streams: the whole "
               "stream's duration; cold start: ms. Added latency: the gateway's p50 / p99 minus the same "
-              "scenario's straight to the fast upstream."]
+              "scenario's straight to the fast upstream. CPU ms/req: CPU time of the gunicorn workers (+ the "
+              "PostgreSQL backends) divided by the requests answered."]
     return "\n".join(lines)
 
 
@@ -461,26 +560,48 @@ class Bench:
 
     def run_db(self, kind: str) -> None:
         db = Database(kind, self.workdir, self.args.postgres, "main")
+        for setting in self.args.pg_setting if kind == "postgres" else []:
+            name, _, value = setting.partition("=")
+            if not name.replace("_", "").isalnum():
+                raise SystemExit(f"--pg-setting: bad name {name!r}")
+            db._admin(f'ALTER DATABASE "{db.pg_name}" SET {name} = \'{value.replace(chr(39), "")}\'')
+            self.say(f"postgres: ALTER DATABASE … SET {name} = {value} (an experiment, not the default)")
         admin_token = "sk-admin-bench-" + secrets.token_urlsafe(16)
         gateway = None
         try:
             self.say(f"{kind}: starting gunicorn ({self.args.workers} gevent workers) on {db.url}")
             gateway = Gateway(self.procs, self.workdir, db.url, admin_token, self.args.workers, f"gateway-{kind}",
                               self.args.gunicorn_config)
+            free = db.free_connection_slots()
+            if free is not None and free < 32 * self.args.workers + 10:
+                self.say(f"  warning: PostgreSQL has {free} free connection slots; each worker's pool may open 32 "
+                         "(other clients of this server crowd the gateway out: expect 500s)")
             key = configure(gateway.admin, self.upstream, self.hold_chunks, self.hold / self.hold_chunks)
             for scenario in SCENARIOS:
                 if self.wanted(scenario.name):
-                    self.results.append(self.load_scenario(kind, gateway, key, scenario))
+                    label = scenario.label.format(chunks=self.args.chunks)
+                    self.attempt(kind, scenario.name, label, str(scenario.concurrency),
+                                 lambda s=scenario: self.load_scenario(kind, gateway, key, s, db.pg_name))
             gateway.stop()
             gateway = None
             if self.wanted("open-streams-1000"):
-                self.results.append(self.open_streams(kind, db.url, admin_token, key))
+                self.attempt(kind, f"open-streams-{self.args.streams}", f"{self.args.streams} open streams, 1 worker",
+                             str(self.args.streams), lambda: self.open_streams(kind, db.url, admin_token, key))
         finally:
             if gateway:
                 gateway.stop()
             db.drop()
         if self.wanted("cold-start"):
-            self.results.append(self.cold_start(kind))
+            self.attempt(kind, "cold-start", "cold start → 200 /v1/ping", "1", lambda: self.cold_start(kind))
+
+    def attempt(self, kind: str, name: str, label: str, concurrency: str, measure: Callable[[], Result]) -> None:
+        """Run one scenario; a failure becomes a row that says so, and the run goes on."""
+        try:
+            self.results.append(measure())
+        except Exception as error:  # noqa: BLE001 - one broken scenario must not hide the others
+            message = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            self.say(f"  FAILED: {type(error).__name__}: {str(error)[:2000]}")
+            self.results.append(Result(kind, name, label, concurrency, note=f"FAILED: {message}"))
 
     # ----- one wrk scenario
     def _headers(self, scenario: Scenario, key: str) -> dict:
@@ -490,14 +611,15 @@ class Bench:
 
     def _preflight(self, url: str, scenario: Scenario, headers: dict) -> None:
         """One request by hand: a 200 with the upstream's reply (and the end of the stream) in it."""
-        answer = requests.post(url, json=scenario.body, headers=headers, timeout=30)
+        answer = requests.post(url, json=scenario.body, headers=headers, timeout=15)
         text = answer.text
         if answer.status_code != 200 or REPLY_MARK not in text:
             raise RuntimeError(f"{scenario.name}: {url} answered {answer.status_code}: {text[:800]}")
         if scenario.end_marker and scenario.end_marker not in text:
             raise RuntimeError(f"{scenario.name}: the stream did not end with {scenario.end_marker!r}: {text[-800:]}")
 
-    def load_scenario(self, kind: str, gateway: Gateway, key: str, scenario: Scenario) -> Result:
+    def load_scenario(self, kind: str, gateway: Gateway, key: str, scenario: Scenario,
+                      db_name: Optional[str] = None) -> Result:
         label = scenario.label.format(chunks=self.args.chunks)
         self.say(f"{kind}: {scenario.name} ({label}, {scenario.concurrency} concurrent, {self.args.duration:g} s)")
         headers = self._headers(scenario, key)
@@ -506,30 +628,53 @@ class Bench:
         for _ in range(4 * len(gateway.workers)):
             self._preflight(url, scenario, headers)
         script = self.workdir / f"{scenario.name}.lua"
-        wrk_script(script, scenario.body, headers, scenario.end_marker)
+        wrk_script(script, scenario.body, headers, scenario.end_marker, count_statuses=True)
+        direct_script = self.workdir / f"{scenario.name}-direct.lua"
+        wrk_script(direct_script, scenario.body, headers, scenario.end_marker, count_statuses=False)
         warmup = 1.0 if self.args.duration >= 5 else 0.5
         run_wrk(url, script, scenario.concurrency, warmup)
         reset_peak_rss(gateway.workers)
         profilers = self._start_profilers(kind, scenario.name, gateway.workers)
+        backends: set = set()
+
+        def ours() -> list:
+            backends.update(postgres_backends(db_name))
+            return [gateway.process.pid, *gateway.workers, self.upstream_proc.pid, *backends]
+
+        watch = CpuWatch(ours)
+        watch.start()
         load = run_wrk(url, script, scenario.concurrency, self.args.duration)
+        foreign = watch.foreign_share()
+        cpu_ms = {"gateway": 1000 * watch.used(gateway.workers) / max(1, load.requests),
+                  "database": 1000 * watch.used(list(backends)) / max(1, load.requests)}
         rss = peak_rss_mb(gateway.workers)
         self._finish_profilers(profilers)
         direct = self.direct.get(scenario.name)
         if direct is None:
             direct_url = self.upstream + scenario.path
             self._preflight(direct_url, scenario, headers)
-            direct = self.direct[scenario.name] = run_wrk(direct_url, script, scenario.concurrency,
+            direct = self.direct[scenario.name] = run_wrk(direct_url, direct_script, scenario.concurrency,
                                                           self.args.duration)
         notes = []
+        if load.requests == 0:
+            notes.append("no request completed: the gateway stopped answering")
+        if load.codes:
+            notes.append(", ".join(f"{n}× {code}" for code, n in sorted(load.codes.items())))
         if load.errors:
             notes.append(f"{load.errors} socket errors")
         if load.broken:
             notes.append(f"{load.broken} broken streams")
+        if foreign >= FOREIGN_WARNING:
+            notes.append(f"machine busy: other processes used {100 * foreign:.0f}% of the CPUs")
         result = Result(kind, scenario.name, label, str(scenario.concurrency), rps=load.rps, p50=load.p50_ms,
-                        p99=load.p99_ms, non2xx=load.non2xx, added_p50=load.p50_ms - direct.p50_ms,
-                        added_p99=load.p99_ms - direct.p99_ms, direct_rps=direct.rps, rss_mb=rss,
-                        note=", ".join(notes), extra={"requests": load.requests, "direct": direct.__dict__})
+                        p99=load.p99_ms, non2xx=load.non2xx,
+                        added_p50=load.p50_ms - direct.p50_ms if load.requests else None,
+                        added_p99=load.p99_ms - direct.p99_ms if load.requests else None,
+                        direct_rps=direct.rps, rss_mb=rss, cpu_ms=cpu_ms,
+                        note=", ".join(notes), extra={"requests": load.requests, "direct": direct.__dict__,
+                                                      "foreign_cpu_share": round(foreign, 3)})
         self.say(f"  {load.rps:,.0f} req/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, "
+                 f"CPU {cpu_ms['gateway']:.2f} ms/req + {cpu_ms['database']:.2f} db, "
                  f"non-2xx {load.non2xx}{', ' + result.note if result.note else ''}; direct {direct.rps:,.0f} req/s "
                  f"p50 {direct.p50_ms:.2f} ms; peak RSS/worker {rss} MB")
         return result
@@ -543,7 +688,7 @@ class Bench:
         profilers = []
         for pid in pids:
             out = self.args.profile / f"{kind}-{scenario}-{pid}.txt"
-            command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
+            command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking", "--gil",
                        "--duration", str(max(1, round(self.args.duration))), "--output", str(out)]
             profilers.append((self.procs.start(command, self.workdir / "py-spy.log"), out))
         return profilers
@@ -680,6 +825,9 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=None, help="seconds the open streams last (default 10)")
     parser.add_argument("--gunicorn-config", default="gunicorn.conf.py", metavar="PATH",
                         help="gunicorn config file, relative to the project root (default gunicorn.conf.py)")
+    parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="experiment: ALTER DATABASE … SET NAME = VALUE on the bench database "
+                             "(e.g. synchronous_commit=off)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record the workers with py-spy during each wrk scenario into DIR (slows them a little)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
@@ -714,6 +862,7 @@ def main(argv: Optional[list] = None) -> int:
     signal.signal(signal.SIGTERM, _raise_on_term)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 streams need 2,000+ sockets per process
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="okl-bench-"))
     procs = Processes()
     bench = None
@@ -729,8 +878,8 @@ def main(argv: Optional[list] = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(f"\n{machine()}; {args.workers} gunicorn gevent workers; wrk {args.duration:g} s per scenario; "
-          f"`{command.strip()}`\n")
+    print(f"\n{machine()}; load average {load_before:.2f} before the run; {args.workers} gunicorn gevent workers; "
+          f"wrk {args.duration:g} s per scenario; `{command.strip()}`\n")
     print(table(bench.results))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "command": command, "results": [

@@ -9,9 +9,12 @@ from flask import Flask
 from flask_smorest import Api
 
 from . import __version__
+from .api.openapi import ErrorResponsesPlugin
+from .api.schemas import ErrorSchema
 from .auth import Secrets
 from .config import Settings
 from .http_headers import install_headers
+from .request_guard import reject_nul_in_url
 
 
 @dataclass
@@ -25,7 +28,9 @@ class AppState:
 
 
 class GatewayApi(Api):
-    """flask-smorest's Api, with errors rendered in our envelopes (400, not 422)."""
+    """flask-smorest's Api, with errors rendered and documented in our envelopes (400, not 422)."""
+
+    ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error):
         from .errors import handle_http_exception
@@ -57,11 +62,13 @@ def build_app(config: Optional[dict] = None) -> Flask:
     if admin_token:  # the first start of a server: shown once, never logged
         print("Admin token (shown once, store it now):", admin_token, flush=True)
 
+    app.before_request(reject_nul_in_url)
     app.before_request(db.open_connection)
     app.teardown_request(db.close_connection)
 
     api = GatewayApi(app, spec_kwargs={"components": {"securitySchemes": {
-        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}]})
+        "bearer": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearer": []}],
+        "extra_plugins": [ErrorResponsesPlugin()]})
     errors.register_error_handlers(app)
     install_headers(app, settings.cors_origins)
     register_blueprints(api)

@@ -10,6 +10,7 @@ from typing import Optional
 from .auth import Secrets, hash_secret
 from .config import Settings
 from .db import connected, database
+from .gateway.holds import reclaim_orphaned_holds
 from .ids import new_id
 from .migrations import migrate
 from .models import Account, CatalogModel, Setting
@@ -79,6 +80,7 @@ def bootstrap(settings: Settings, generate_admin_token: bool = True) -> tuple[Se
     """
     with connected():
         migrate()
+        reclaim_orphaned_holds()  # a crashed process's reservations, given back without manual repair
         with database.atomic():
             pepper, _ = _setting("key_pepper", lambda: secrets.token_hex(32))
             jwt_secret = settings.jwt_secret or _setting("jwt_secret", lambda: secrets.token_urlsafe(48))[0]

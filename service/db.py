@@ -31,6 +31,28 @@ def _make_green_if_gevent() -> None:
         patch_psycopg()
 
 
+def _one_connection_per_greenlet(db: pw.Database) -> pw.Database:
+    """Under gevent, keep peewee's connection state per greenlet, whenever peewee was imported.
+
+    peewee's state subclasses the `threading.local` of the moment peewee is imported; gunicorn's master
+    imports it (to migrate) before a gevent worker patches threading, and every greenlet of that worker
+    would then share one connection (PostgreSQL: "execute cannot be used while an asynchronous query is
+    underway"; transactions of different requests mixed).
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover
+        return db
+    if monkey.is_module_patched("threading"):
+        from gevent.local import local
+
+        class GreenletConnectionState(pw._ConnectionState, local):
+            pass
+
+        db._state = GreenletConnectionState()
+    return db
+
+
 def make_database(url: str) -> pw.Database:
     """A pooled peewee database for a `sqlite:///path` or `postgresql://…` URL."""
     parsed = urlparse(url)
@@ -42,12 +64,12 @@ def make_database(url: str) -> pw.Database:
     if scheme == "sqlite":
         if parsed.netloc and parsed.netloc != "":  # sqlite://relative is a common typo for sqlite:///relative
             name = parsed.netloc + ("/" + name if name else "")
-        return PooledSqliteDatabase(name or ":memory:", pragmas=SQLITE_PRAGMAS,
-                                    check_same_thread=False, **pool, **params)
+        return _one_connection_per_greenlet(PooledSqliteDatabase(name or ":memory:", pragmas=SQLITE_PRAGMAS,
+                                                                 check_same_thread=False, **pool, **params))
     if scheme in ("postgres", "postgresql"):
         _make_green_if_gevent()
         params.setdefault("connect_timeout", 10)
-        return PooledPostgresqlDatabase(name, autorollback=True, **pool, **params)
+        return _one_connection_per_greenlet(PooledPostgresqlDatabase(name, autorollback=True, **pool, **params))
     raise ValueError(f"unsupported database URL scheme {parsed.scheme!r} (use sqlite:/// or postgresql://)")
 
 

@@ -106,8 +106,15 @@ def handle_http_exception(error: HTTPException) -> Response:
     return render_error(status, message, param=param, headers=headers)
 
 
+def is_nul_in_text(error: BaseException) -> bool:
+    """PostgreSQL's driver refusing a NUL character in a text value (SQLite stores it): the client sent it."""
+    return isinstance(error, ValueError) and "NUL (0x00)" in str(error)
+
+
 def handle_unexpected(error: BaseException) -> Response:
     """Anything else: logged with a request id, answered 500 without internals."""
+    if is_nul_in_text(error):
+        return render_error(400, "Text in the request must not contain NUL (\\u0000) characters.")
     request_id = "req_" + uuid.uuid4().hex[:16]
     log.error("unhandled error %s on %s %s", request_id, request.method, request.path,
               exc_info=(type(error), error, error.__traceback__))

@@ -26,7 +26,12 @@ def m003_files_login_rates(db) -> None:
     db.create_tables(m.TABLES_V3, safe=True)
 
 
-MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates]
+def m004_budget_holds(db) -> None:
+    """Budget holds, each named by its process, so a crashed process's reservations can be given back."""
+    db.create_tables(m.TABLES_V4, safe=True)
+
+
+MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds]
 
 
 def schema_version() -> int:

@@ -198,6 +198,20 @@ class RateCounter(BaseModel):
         primary_key = pw.CompositeKey("bucket", "window")
 
 
+class BudgetHold(BaseModel):
+    """One in-flight request's reserved worst case, named by the process holding it (see gateway/holds.py)."""
+
+    id = pw.CharField(primary_key=True, max_length=40)
+    key_id = pw.CharField(max_length=40, index=True)
+    amount_nano = pw.BigIntegerField()
+    owner = pw.CharField(max_length=300)
+    created_at = pw.DoubleField()
+
+    class Meta:
+        table_name = "budget_hold"
+
+
 TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
 TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
 TABLES_V3 = [StoredFile, LoginCode, RateCounter]
+TABLES_V4 = [BudgetHold]

@@ -149,9 +149,10 @@ def test_an_upstream_without_usage_is_counted_locally(gateway, accounts, db):
 
 
 # ---------------------------------------------------------------- streams that end badly
-@pytest.mark.parametrize("inbound,kind", [("chat", "anthropic"), ("messages", "anthropic"),
-                                          ("responses", "chat"), ("chat", "chat")])
+@pytest.mark.parametrize("inbound,kind", [("chat", "chat"), ("messages", "anthropic"), ("responses", "chat"),
+                                          ("messages", "chat"), ("responses", "anthropic")])
 def test_a_client_hanging_up_mid_stream_is_still_billed(inbound, kind, gateway, accounts, db):
+    """The client reads the first event, which comes before the upstream pauses, and hangs up."""
     key = gateway.create_key(budget="5", name="hangup")
     # the upstream pauses after its second event, then streams a few hundred more: the gateway writes them
     # to a closed connection and notices

@@ -9,7 +9,6 @@ import anthropic
 import openai
 import pytest
 import requests
-
 from conftest import start_server
 
 UPSTREAM_SECRET = "sk-upstream-fault-" + uuid.uuid4().hex
@@ -31,7 +30,7 @@ def serve(gateway, upstream, kind: str, scenarios: list, weights: list | None = 
     provider, extra = PROVIDERS[kind]
     accounts = [gateway.create_account(provider=provider, base_url=upstream.base_url(provider, scenario),
                                        api_key=UPSTREAM_SECRET, models=[model], weight=weight, **extra)
-                for scenario, weight in zip(scenarios, weights or [1] * len(scenarios))]
+                for scenario, weight in zip(scenarios, weights or [1] * len(scenarios), strict=True)]
     return model, accounts
 
 

@@ -152,7 +152,7 @@ def tool_result_turn(inbound: str, oai, ant, model: str, stream: bool, first: Ou
                      results: Optional[list] = None) -> Outcome:
     """Send the tools' results (one per call of the first turn) back, as each format's clients do."""
     results = results or [TOOL_RESULT]
-    calls = list(zip(first.calls, results))
+    calls = list(zip(first.calls, results, strict=True))
     if inbound == "responses":
         items = [{"role": "user", "content": PROMPT}]
         items += [item.model_dump(exclude_none=True) for item in first.raw.output]
@@ -197,7 +197,7 @@ def upstream_tool_results(target: Target, body: dict) -> list:
         assert {i["call_id"] for i in outputs} <= called
         return [_text(i["output"]) for i in outputs]
     roles = [m["role"] for m in body["messages"]]
-    assert all(a != b for a, b in zip(roles, roles[1:])), "Anthropic turns alternate"
+    assert all(a != b for a, b in zip(roles, roles[1:], strict=False)), "Anthropic turns alternate"
     called = {b["id"] for m in body["messages"] if isinstance(m["content"], list)
               for b in m["content"] if b.get("type") == "tool_use"}
     last = body["messages"][-1]
@@ -284,25 +284,40 @@ def test_parallel_tool_calls_across_formats(inbound, kind, stream, parallel_targ
     assert upstream_tool_results(target, received(upstream, target)) == ["Sunny", "Rainy"]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("kind", UPSTREAMS)
 @pytest.mark.parametrize("inbound", INBOUNDS)
-def test_output_cap_maps_to_length_stop(inbound, targets, oai, ant):
-    target = targets["chat"]
+def test_output_cap_maps_to_length_stop(inbound, kind, stream, targets, oai, ant):
+    target = targets[kind]
     cap = {"responses": "max_output_tokens", "chat": "max_tokens", "messages": "max_tokens"}[inbound]
+    # the openai SDK's stream helpers refuse truncated answers (as with OpenAI itself): read the raw streams
     if inbound == "responses":
-        resp = oai.responses.create(model=target.model, input=PROMPT, max_output_tokens=2)
+        if stream:
+            events = list(oai.responses.create(model=target.model, input=PROMPT, max_output_tokens=2, stream=True))
+            assert events[-1].type == "response.incomplete"
+            resp = events[-1].response
+        else:
+            resp = oai.responses.create(model=target.model, input=PROMPT, max_output_tokens=2)
         assert resp.status == "incomplete" and resp.incomplete_details.reason == "max_output_tokens"
-        return
-    outcome = first_turn(inbound, oai, ant, target.model, False, False, **{cap: 2})
-    assert outcome.stop == "max_tokens"
+        assert resp.output_text
+    elif inbound == "chat" and stream:
+        chunks = list(oai.chat.completions.create(model=target.model, messages=[{"role": "user", "content": PROMPT}],
+                                                  max_tokens=2, stream=True))
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        outcome = first_turn(inbound, oai, ant, target.model, stream, False, **{cap: 2})
+        assert outcome.stop == "max_tokens" and outcome.text
 
 
 @pytest.mark.parametrize("kind", ["chat", "anthropic", "echo"])
 @pytest.mark.parametrize("inbound", INBOUNDS)
 def test_streams_are_unbuffered_server_sent_events(inbound, kind, targets, gateway, matrix_key):
     model = targets[kind].model
+    messages = [{"role": "user", "content": PROMPT}]
     path, body = {"responses": ("/responses", {"input": PROMPT}),
-                  "chat": ("/chat/completions", {"messages": [{"role": "user", "content": PROMPT}]}),
-                  "messages": ("/messages", {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 50})}[inbound]
+                  "chat": ("/chat/completions", {"messages": messages}),
+                  "messages": ("/messages", {"messages": messages, "max_tokens": 50})}[inbound]
     answer = requests.post(gateway.v1 + path, json={"model": model, "stream": True, **body}, timeout=30,
                            headers={"Authorization": f"Bearer {matrix_key}"})
     assert answer.status_code == 200
@@ -446,3 +461,50 @@ def test_codex_fields_never_fail(kind, stream, targets, oai, upstream):
         body = received(upstream, target)
         assert "You are Codex." in json.dumps(body["system"]) and "Be Codex." in json.dumps(body["system"])
         assert "prompt_cache_key" not in body and "include" not in body
+
+
+CODEX_TOOLS = [
+    {"type": "function", "name": "shell", "description": "Run a command", "strict": False,
+     "parameters": {"type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}},
+                    "required": ["command"]}},
+    {"type": "custom", "name": "apply_patch", "description": "Apply a patch",
+     "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+]
+CODEX_HISTORY = [
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "<permissions/>"}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix the bug"}]},
+    {"type": "reasoning", "id": "rs_codex1", "summary": [{"type": "summary_text", "text": "Patch it."}],
+     "encrypted_content": "gAAAA-opaque"},
+    {"type": "custom_tool_call", "id": "ctc_codex1", "call_id": "call_patch1", "name": "apply_patch",
+     "input": "*** Begin Patch\n*** End Patch", "status": "completed"},
+    {"type": "custom_tool_call_output", "call_id": "call_patch1", "output": "Done!"},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Patched.",
+                                                          "annotations": []}]},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "List the files"}]},
+    {"type": "function_call", "id": "fc_codex1", "call_id": "call_ls1", "name": "shell",
+     "arguments": json.dumps({"command": ["ls"]})},
+    {"type": "function_call_output", "call_id": "call_ls1", "output": "a.py b.py"},
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("kind", UPSTREAMS)
+def test_a_codex_tool_loop_never_fails(kind, stream, targets, oai, upstream):
+    """Codex's history (encrypted reasoning, custom tool calls, shell calls) passes through, or is translated."""
+    target = targets[kind]
+    kwargs = dict(model=target.model, input=CODEX_HISTORY, tools=CODEX_TOOLS, instructions="You are Codex.",
+                  store=False, include=["reasoning.encrypted_content"], parallel_tool_calls=False,
+                  extra_body={"prompt_cache_key": "session-1"})
+    if stream:
+        with oai.responses.stream(**kwargs) as events:
+            resp = events.get_final_response()
+    else:
+        resp = oai.responses.create(**kwargs)
+    assert resp.status == "completed" and "a.py b.py" in resp.output_text
+    if kind == "responses":
+        body = received(upstream, target)
+        assert body["input"] == CODEX_HISTORY, "a same-format upstream gets the client's input as it was sent"
+        assert body["tools"] == CODEX_TOOLS
+    elif kind != "echo":
+        body = received(upstream, target)
+        assert "a.py b.py" in json.dumps(body) and "Fix the bug" in json.dumps(body)

@@ -143,3 +143,19 @@ def test_an_older_schema_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         assert migrations.schema_version() == len(migrations.MIGRATIONS)
         assert database.table_exists("request_log")
     database.obj.close_all()
+
+
+def test_admin_token_rotation_applies_at_the_next_start(tmp_path):
+    server = start_server(tmp_path, name="rotate", admin_token="")
+    old = re.findall(r"Admin token \(shown once, store it now\): (\S+)", server.log_text())[0]
+    server.stop()
+    rotated = cli(server.database_url, tmp_path, "admin-token", "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    new = re.findall(r"New admin token .*: (\S+)", rotated.stdout)[0]
+    again = start_server(tmp_path, name="rotate-again", admin_token="", database_url=server.database_url)
+    try:
+        ask = lambda token: requests.get(again.v1 + "/admin/keys", timeout=5,  # noqa: E731
+                                         headers={"Authorization": f"Bearer {token}"}).status_code
+        assert ask(new) == 200 and ask(old) == 401
+    finally:
+        again.stop()

@@ -3,14 +3,26 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .. import registry
 from ..auth import require_admin
 from ..models import Account, ApiKey, CatalogModel
-from .admin_schemas import (AccountInSchema, AccountListSchema, AccountOutSchema, AccountPatchSchema,
-                            DeletedSchema, KeyInSchema, KeyListSchema, KeyOutSchema, KeyPatchSchema,
-                            ModelInSchema, ModelListAdminSchema, ModelOutSchema, ModelPatchSchema)
+from .admin_schemas import (
+    AccountInSchema,
+    AccountListSchema,
+    AccountOutSchema,
+    AccountPatchSchema,
+    DeletedSchema,
+    KeyInSchema,
+    KeyListSchema,
+    KeyOutSchema,
+    KeyPatchSchema,
+    ModelInSchema,
+    ModelListAdminSchema,
+    ModelOutSchema,
+    ModelPatchSchema,
+)
+from .blueprint import Blueprint
 from .pagination import list_page
 from .schemas import ListArgsSchema
 

@@ -34,6 +34,7 @@ class Email(fields.Email):
 
 ID = validate.Length(min=1, max=200)
 PROVIDERS = ("openai", "anthropic", "echo")
+TOKENS_MAX = 10**9  # token counts are 32-bit integer columns
 
 
 class LimitsSchema(ma.Schema):
@@ -109,8 +110,8 @@ class ModelInSchema(ma.Schema):
     id = fields.String(required=True, validate=ID)
     display_name = fields.String(validate=validate.Length(max=200))
     owned_by = fields.String(validate=validate.Length(max=100))
-    context_window = fields.Integer(allow_none=True, validate=validate.Range(min=1))
-    max_output_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    context_window = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=TOKENS_MAX))
+    max_output_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=TOKENS_MAX))
     input_usd_per_mtok = Money(data_key="input_usd_per_mtok", attribute="input_nano_per_mtok")
     output_usd_per_mtok = Money(data_key="output_usd_per_mtok", attribute="output_nano_per_mtok")
     cached_input_usd_per_mtok = Money(allow_none=True, data_key="cached_input_usd_per_mtok",

@@ -4,7 +4,6 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from .. import registry
@@ -15,6 +14,7 @@ from ..mailer import MailError, send_mail
 from ..models import ApiKey
 from ..money import to_nano, usd
 from .admin_schemas import DeletedSchema, Email, KeyListSchema, KeyOutSchema, Money
+from .blueprint import Blueprint
 from .pagination import list_page
 from .schemas import ListArgsSchema
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields
 
 from ..auth import require_key
 from ..gateway import conversations
 from ..models import ConversationItem
+from .blueprint import Blueprint
+from .openapi import json_object_response
 from .pagination import list_page
 from .schemas import ListArgsSchema
 
@@ -126,6 +127,7 @@ class ConversationItems(MethodView):
 
 @blp.route("/conversations/<conversation_id>/items/<item_id>")
 class ConversationItemResource(MethodView):
+    @blp.doc(responses={"200": json_object_response("The item (a Responses item)")})
     def get(self, conversation_id, item_id):
         """One item of the conversation."""
         row = conversations.get_conversation(conversation_id, require_key().id)

@@ -6,7 +6,6 @@ import os
 import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.fields import Upload
 from marshmallow import fields
 from werkzeug.routing import PathConverter
@@ -15,6 +14,7 @@ from .. import files
 from ..auth import require_key
 from ..config import Settings
 from ..models import StoredFile
+from .blueprint import Blueprint
 from .pagination import list_page
 from .schemas import ListArgsSchema
 
@@ -41,6 +41,12 @@ class UploadFormSchema(ma.Schema):
         unknown = ma.EXCLUDE
 
     purpose = fields.String(required=True, validate=ma.validate.OneOf(files.PURPOSES))
+
+
+class UploadSchema(UploadFormSchema):
+    """The whole multipart body, for the document (webargs reads its parts from two locations)."""
+
+    file = Upload(required=True)
 
 
 class FileListArgsSchema(ListArgsSchema):
@@ -97,6 +103,8 @@ class Files(MethodView):
     @blp.arguments(UploadFormSchema, location="form")
     @blp.arguments(UploadFileSchema, location="files")
     @blp.response(200, FileObjectSchema)
+    @blp.doc(requestBody={"required": True, "content": {"multipart/form-data": {"schema": UploadSchema}}},
+             parameters=[])
     def post(self, form, upload):
         """Upload a file (multipart `file` and `purpose`)."""
         key = require_key()
@@ -130,9 +138,8 @@ class FileResource(MethodView):
 
 @blp.route("/files/<file_id>/content")
 class FileContent(MethodView):
-    @blp.doc(responses={"200": {"description": "The file's bytes",
-                                "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                    "format": "binary"}}}}})
+    @blp.doc(responses={"200": {"description": "The file's bytes, with the media type it was stored with",
+                                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}})
     def get(self, file_id):
         """The file's raw bytes, streamed from disk."""
         row = files.get_file(file_id, require_key().id)

@@ -8,13 +8,15 @@ from flask import Response, current_app, jsonify, request
 from ..api_error import ApiError
 from ..auth import require_key
 from ..gateway.pipeline import Answer, Call, handle
+from ..request_guard import request_body
+from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
 
 FORWARDED = ("anthropic-version", "anthropic-beta")
 
 
 def json_body() -> dict:
     """The request body as a JSON object (400 otherwise), whatever the declared content type."""
-    raw = request.get_data(cache=True)
+    raw = request_body()
     if not raw:
         raise ApiError(400, "The request body is empty: send a JSON object.")
     try:
@@ -48,7 +50,11 @@ def run(inbound: str) -> Response:
     return to_response(handle(call))
 
 
-def request_body_doc(required: list, properties: dict) -> dict:
-    """An OpenAPI requestBody for a JSON object with extra fields allowed."""
+def request_body_doc(required: list, properties: dict, *, stream: bool = True) -> dict:
+    """The OpenAPI requestBody (a JSON object, extra fields allowed) and answers of a gateway route."""
+    responses = {"200": json_object_response("The answer in the route's format (SSE when `stream` is true)"
+                                             if stream else "The answer", stream=stream)}
+    responses.update({str(code): error_ref(code) for code in GATEWAY_ERRORS})
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": required, "properties": properties, "additionalProperties": True}}}}}
+        "type": "object", "required": required, "properties": properties, "additionalProperties": True}}}},
+        "responses": responses}

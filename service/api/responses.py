@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..auth import require_key
-from ..models import StoredResponse
 from ..gateway.state import get_stored
+from ..models import StoredResponse
+from .admin_schemas import DeletedSchema
+from .blueprint import Blueprint
+from .conversations import ItemListSchema
 from .gateway_http import request_body_doc, run
+from .openapi import json_object_response
 from .schemas import ListArgsSchema
 
 blp = Blueprint("responses", __name__, url_prefix="/v1", description="OpenAI Responses")
@@ -16,7 +19,9 @@ blp = Blueprint("responses", __name__, url_prefix="/v1", description="OpenAI Res
 @blp.route("/responses")
 class Responses(MethodView):
     @blp.doc(**request_body_doc(["model"], {
-        "model": {"type": "string"}, "input": {}, "instructions": {"type": "string"},
+        "model": {"type": "string"},
+        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "instructions": {"type": "string"},
         "previous_response_id": {"type": "string"}, "conversation": {}, "store": {"type": "boolean"},
         "stream": {"type": "boolean"}, "tools": {"type": "array", "items": {"type": "object"}},
         "max_output_tokens": {"type": "integer"}}))
@@ -27,11 +32,13 @@ class Responses(MethodView):
 
 @blp.route("/responses/<response_id>")
 class ResponseItem(MethodView):
+    @blp.doc(responses={"200": json_object_response("The stored Response object")})
     def get(self, response_id):
         """A stored response of the calling key."""
         key = require_key()
         return get_stored(response_id, key.id).body
 
+    @blp.response(200, DeletedSchema)
     def delete(self, response_id):
         """Delete a stored response."""
         key = require_key()
@@ -43,6 +50,7 @@ class ResponseItem(MethodView):
 @blp.route("/responses/<response_id>/input_items")
 class ResponseInputItems(MethodView):
     @blp.arguments(ListArgsSchema, location="query")
+    @blp.response(200, ItemListSchema)
     def get(self, args, response_id):
         """The input items of a stored response (newest first unless `order=asc`)."""
         key = require_key()

@@ -5,11 +5,11 @@ from datetime import datetime, timezone
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .. import __version__
 from ..errors import ApiError
 from ..gateway.catalog import ModelInfo, snapshot
+from .blueprint import Blueprint
 from .schemas import ModelListSchema, ModelObjectSchema, PingSchema
 
 blp = Blueprint("runtime", __name__, url_prefix="/v1", description="Health and the model catalog")

@@ -5,18 +5,19 @@ import marshmallow as ma
 from marshmallow import fields
 
 
-class OpenAIErrorBodySchema(ma.Schema):
-    message = fields.String()
-    type = fields.String()
-    param = fields.String(allow_none=True)
-    code = fields.String(allow_none=True)
+class ErrorBodySchema(ma.Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    param = fields.String(allow_none=True, metadata={"description": "OpenAI envelope only"})
+    code = fields.String(allow_none=True, metadata={"description": "OpenAI envelope only"})
 
 
 class ErrorSchema(ma.Schema):
-    """The OpenAI error envelope (`/v1/messages*` answer the Anthropic one)."""
+    """Every error answer: `{"error": {"message","type","param","code"}}`, or on `/v1/messages*` the
+    Anthropic envelope `{"type": "error", "error": {"type","message"}}`."""
 
-    error = fields.Nested(OpenAIErrorBodySchema)
-    type = fields.String()
+    error = fields.Nested(ErrorBodySchema, required=True)
+    type = fields.String(metadata={"description": "`error` (Anthropic envelope only)"})
 
 
 class PingSchema(ma.Schema):

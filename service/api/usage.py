@@ -18,7 +18,6 @@ from typing import Iterator, Optional
 import peewee as pw
 from flask import Response, current_app, g, jsonify, request, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..auth import KEY_PREFIX, bearer_token, redact, require_admin, require_key, verify_jwt
 from ..db import connected, is_postgres
@@ -28,9 +27,11 @@ from ..gateway.catalog import snapshot
 from ..gateway.upstreams.http import Timeouts
 from ..models import ApiKey, RequestLog
 from ..money import usd
+from .blueprint import Blueprint
 from .usage_schemas import (
     AdminUsageArgsSchema,
     CapacityListSchema,
+    KeyUsageListSchema,
     KeyUsageSchema,
     RequestListSchema,
     RequestsArgsSchema,
@@ -229,6 +230,8 @@ def _capacity_body(accounts: list) -> dict:
 @blp.route("/usage")
 class Usage(MethodView):
     @blp.response(200, KeyUsageSchema)
+    @blp.doc(responses={200: {"content": {"application/json": {"schema": {
+        "oneOf": [KeyUsageSchema, KeyUsageListSchema]}}}}})
     def get(self):
         """The key's budget: limit, used, remaining (a user JWT gets a list, one object per key of its email)."""
         caller: Caller = g.usage_caller
@@ -287,6 +290,7 @@ class AccountCapacityRefresh(MethodView):
 class AdminUsage(MethodView):
     @blp.arguments(AdminUsageArgsSchema, location="query")
     @blp.response(200, RequestListSchema)
+    @blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, args):
         """Every key's request log (admin token), rows with `key_id` and `key_name`; `format=csv` streams it all."""
         scope = RequestLog.key_id == args["key_id"] if args["key_id"] else RequestLog.id.is_null(False)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from flask import send_from_directory
 from flask.views import MethodView
-from flask_smorest import Blueprint
+
+from .blueprint import Blueprint
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # The page's script may talk to this origin only, so a pasted key can go nowhere else.

@@ -79,6 +79,13 @@ class KeyUsageSchema(ma.Schema):
     budget = fields.Nested(BudgetSchema)
 
 
+class KeyUsageListSchema(ma.Schema):
+    """What a user JWT gets from GET /v1/usage: one api_key.usage object per live key of its email."""
+
+    object = fields.String()
+    data = fields.List(fields.Nested(KeyUsageSchema))
+
+
 class RequestRowSchema(ma.Schema):
     id = fields.String()
     created_at = fields.Integer()

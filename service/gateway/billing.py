@@ -2,9 +2,11 @@
 
 A request reserves its worst case before it goes upstream, in one conditional
 UPDATE (`used + reserved + worst <= budget`), so concurrent requests can never
-spend past the limit. Settlement releases the reservation and charges the real
-cost, capped at the reservation, in the same transaction that writes the
-request-log row: the log and the spend always agree.
+spend past the limit; a `budget_hold` row written with it names the process
+holding it, so the holds of a crashed process can be given back (holds.py).
+Settlement releases the reservation and charges the real cost, capped at the
+reservation, in the same transaction that writes the request-log row: the log
+and the spend always agree.
 """
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..db import database
+import peewee as pw
+
+from ..db import database, is_postgres
 from ..ids import new_id
-from ..models import ApiKey, RequestLog
+from ..models import ApiKey, BudgetHold, RequestLog
 from ..money import cost_nano
+from . import holds
 from .canonical import Usage
 from .capacity import note_settled
 from .catalog import ModelInfo
@@ -40,6 +45,7 @@ class Reservation:
     amount: int  # nano-dollars held
     max_output_tokens: int  # what the budget affords (the request is capped at this)
     capped: bool  # whether the budget lowered the request's own limit
+    hold_id: Optional[str] = None  # the budget_hold row, once reserved
 
 
 class BudgetExhausted(Exception):
@@ -48,6 +54,16 @@ class BudgetExhausted(Exception):
 
 def plan_reservation(key: ApiKey, model: ModelInfo, input_tokens: int, requested_output: Optional[int]) -> Reservation:
     """The worst case of a request, its output capped at what the key's remaining budget affords."""
+    try:
+        return _plan(key, model, input_tokens, requested_output)
+    except BudgetExhausted:
+        if not holds.sweep_if_due():
+            raise
+    # holds of a stopped process were just given back: plan again on the key's current figures
+    return _plan(ApiKey.get_by_id(key.id), model, input_tokens, requested_output)
+
+
+def _plan(key: ApiKey, model: ModelInfo, input_tokens: int, requested_output: Optional[int]) -> Reservation:
     wanted = requested_output or model.max_output_tokens or DEFAULT_MAX_OUTPUT
     input_cost = cost_nano(int(input_tokens * INPUT_MARGIN) + 1, model.input_nano_per_mtok)
     out_price = model.output_nano_per_mtok
@@ -66,15 +82,34 @@ def plan_reservation(key: ApiKey, model: ModelInfo, input_tokens: int, requested
 
 
 def reserve(reservation: Reservation) -> None:
-    """Hold the worst case atomically; BudgetExhausted when the key cannot cover it now."""
+    """Hold the worst case atomically, in a hold row named by this process; BudgetExhausted if the key cannot."""
+    if not _hold(reservation) and not (holds.sweep_if_due() and _hold(reservation)):
+        raise BudgetExhausted()
+
+
+def _hold(reservation: Reservation) -> bool:
+    """One attempt at the conditional reservation; whether it was granted."""
     key = ApiKey
     condition = (key.id == reservation.key_id)
     condition &= key.budget_nano.is_null() | (
         (key.used_nano < key.budget_nano)
         & (key.used_nano + key.reserved_nano + reservation.amount <= key.budget_nano))
-    updated = key.update(reserved_nano=key.reserved_nano + reservation.amount).where(condition).execute()
-    if updated != 1:
-        raise BudgetExhausted()
+    grant = key.update(reserved_nano=key.reserved_nano + reservation.amount).where(condition)
+    hold = {"id": new_id("hold"), "key_id": reservation.key_id, "amount_nano": reservation.amount,
+            "owner": holds.owner(), "created_at": time.time()}
+    if is_postgres():  # the grant and its hold row in one statement: one round trip, as without holds
+        granted = grant.returning(key.id).cte("granted")
+        row = granted.select(*[granted.c.id if name == "key_id" else pw.Value(value) for name, value in hold.items()])
+        fields = [getattr(BudgetHold, name) for name in hold]
+        if not BudgetHold.insert_from(row, fields).with_cte(granted).as_rowcount().execute():
+            return False
+    else:
+        with database.atomic():
+            if grant.execute() != 1:
+                return False
+            BudgetHold.insert(**hold).execute()
+    reservation.hold_id = hold["id"]
+    return True
 
 
 @dataclass
@@ -98,7 +133,9 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
     now = time.time()
     with database.atomic():
         if reservation is not None:
-            ApiKey.update(reserved_nano=ApiKey.reserved_nano - reservation.amount,
+            # the hold may have been given back already (its process was taken for dead): release it once only
+            held = _drop_hold(reservation)
+            ApiKey.update(reserved_nano=ApiKey.reserved_nano - held,
                           used_nano=ApiKey.used_nano + charge, last_used_at=int(now)).where(
                 ApiKey.id == reservation.key_id).execute()
         RequestLog.insert(
@@ -112,7 +149,16 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
     return charge
 
 
+def _drop_hold(reservation: Reservation) -> int:
+    """Delete the reservation's hold row; the amount to release (0 when it was already given back)."""
+    if reservation.hold_id is None:
+        return 0
+    return reservation.amount if BudgetHold.delete().where(BudgetHold.id == reservation.hold_id).execute() else 0
+
+
 def release(reservation: Reservation) -> None:
     """Give back a hold for a request that never reached an upstream."""
-    ApiKey.update(reserved_nano=ApiKey.reserved_nano - reservation.amount).where(
-        ApiKey.id == reservation.key_id).execute()
+    with database.atomic():
+        held = _drop_hold(reservation)
+        if held:
+            ApiKey.update(reserved_nano=ApiKey.reserved_nano - held).where(ApiKey.id == reservation.key_id).execute()

@@ -74,6 +74,7 @@ class Turn:
     input_items: list = field(default_factory=list)  # Responses: this turn's normalized input
     account: Optional[AccountInfo] = None
     settled: bool = False
+    held_messages: int = 0  # Responses: leading messages of request.messages that the gateway held (thread)
 
     @property
     def store(self) -> bool:
@@ -96,7 +97,9 @@ def handle(call: Call) -> Answer:
         raise ApiError(403, f"This key may not use the model '{request.model}'.", param="model",
                        type="permission_error", code="model_not_allowed")
     _check_rpm(call.key)
+    own_messages = len(request.messages)
     turn = _start_turn(call, request, snap.models[request.model])
+    turn.held_messages = len(turn.request.messages) - own_messages
     try:
         billing.reserve(turn.reservation)
     except billing.BudgetExhausted:
@@ -219,6 +222,15 @@ def _note_failure(account: AccountInfo, error: UpstreamError) -> None:
         Account.update(cooldown_until=until, last_error=error.message[:300]).where(Account.id == account.id).execute()
 
 
+def _note_stream_failure(turn: Turn, error: Exception) -> None:
+    """A stream that broke or stalled cools its account down too (the client already has its error event)."""
+    if isinstance(error, UpstreamError) and turn.account is not None:
+        try:
+            _note_failure(turn.account, error)
+        except Exception:  # the request-log row matters more than the cooldown
+            log.warning("could not cool down an account", exc_info=True)
+
+
 def _note_success(account: AccountInfo, rate_limits: dict) -> None:
     cooldowns.clear(account.id)
     if rate_limits:
@@ -252,11 +264,35 @@ def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
     elif inbound == "responses":
         for name in ("previous_response_id", "conversation"):
             body.pop(name, None)
-        body["input"] = openai_responses.messages_to_items(turn.request.messages)
+        body["input"] = _responses_passthrough_input(turn)
         body["store"] = False
         if cap:
             body["max_output_tokens"] = cap
     return body
+
+
+def _responses_passthrough_input(turn: Turn):
+    """The thread the gateway holds, then the client's own input as it sent it (item types we cannot
+    translate, such as Codex's custom tool calls, and unknown fields kept).
+
+    Input that names files of ours goes the canonical way: only there are file ids made inline content.
+    """
+    raw = turn.call.body.get("input")
+    if _names_file_ids(raw):
+        return openai_responses.messages_to_items(turn.request.messages)
+    held = openai_responses.messages_to_items(turn.request.messages[:turn.held_messages])
+    if not held:
+        return raw if raw is not None else []
+    return held + ([{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else list(raw or []))
+
+
+def _names_file_ids(value) -> bool:
+    """Whether Responses input holds a part with a `file_id` (ours are resolved on the canonical messages)."""
+    if isinstance(value, dict):
+        return "file_id" in value or any(_names_file_ids(v) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return any(_names_file_ids(v) for v in value)
+    return False
 
 
 # ---------------------------------------------------------------- answers
@@ -415,6 +451,7 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
         body = _final_body(turn, tail, builder.response)
     except (UpstreamError, CodecError) as exc:
         status, error = 502, getattr(exc, "message", str(exc))
+        _note_stream_failure(turn, exc)
         for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
             yield encode_event(name, payload)
     finally:
@@ -450,6 +487,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     upstream_model = turn.account.upstream_model(turn.request.model)
     rename = upstream_model != turn.request.model
     status, error, final = CLIENT_CLOSED, None, None
+    adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
     source = with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
     try:
         for item in source:
@@ -457,6 +495,9 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
                 yield KEEPALIVE
                 continue
             name, data = item
+            if adopt_id:
+                adopt_id = False
+                _adopt_upstream_id(turn, name, data)
             for event in parser.feed(name, data):
                 builder.feed(event)
                 if event.type == "error":
@@ -493,12 +534,25 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
             status = 200
     except (UpstreamError, CodecError) as exc:
         status, error = 502, getattr(exc, "message", str(exc))
+        _note_stream_failure(turn, exc)
         renderer = CODECS[inbound].StreamRenderer(turn.ctx)
         for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
             yield encode_event(name, payload)
     finally:
         _stop_reading(source)
         _finish_stream(turn, status, builder.response, error, final)
+
+
+def _adopt_upstream_id(turn: Turn, name: Optional[str], data: str) -> None:
+    """The id the client sees in a passthrough stream (the upstream's), so the request-log row names it too."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        return
+    if name == "message_start" and isinstance(payload, dict):
+        payload = payload.get("message")
+    if isinstance(payload, dict) and isinstance(payload.get("id"), str):
+        turn.ctx.response_id = payload["id"]
 
 
 def _rename_model(data: str, model: str, nested: Optional[str] = None) -> str:

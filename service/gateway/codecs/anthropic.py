@@ -45,8 +45,8 @@ def parse_request(body: dict) -> Request:
     if not isinstance(model, str) or not model:
         raise CodecError("`model` is required and must be a string.", "model")
     messages = body.get("messages")
-    if not isinstance(messages, list):
-        raise CodecError("`messages` must be a list of messages.", "messages")
+    if not isinstance(messages, list) or not messages:
+        raise CodecError("`messages` must be a non-empty list of messages.", "messages")
     max_tokens = body.get("max_tokens")
     if not _is_positive_int(max_tokens):
         raise CodecError("`max_tokens` is required and must be a positive integer.", "max_tokens")

@@ -38,7 +38,7 @@ class UpstreamError(Exception):
         """The status our client gets: upstream 4xx passed on, 502 / 504 for the rest."""
         if self.kind == "timeout":
             return 504
-        if self.kind == "status" and self.status and 400 <= self.status < 500 and self.status not in (401, 403):
+        if self.kind == "status" and self.status and 400 <= self.status < 500 and self.status not in (401, 402, 403):
             return self.status
         return 502
 
@@ -121,7 +121,8 @@ class UpstreamResponse:
         except Exception as exc:  # urllib3 ProtocolError, IncompleteRead, socket errors
             if "timed out" in str(exc).lower():
                 raise UpstreamError("timeout", "The upstream stopped sending (read timeout).") from None
-            raise UpstreamError("protocol", f"The upstream connection broke ({type(exc).__name__}).") from None
+            # a dropped connection, like one dropped before the answer: the account is cooled down
+            raise UpstreamError("connect", f"The upstream connection broke ({type(exc).__name__}).") from None
         finally:
             self._response.close()
 

@@ -1,0 +1,119 @@
+"""Budget holds: who holds each in-flight reservation, so the holds of a crashed process can be given back.
+
+Every reservation is a `budget_hold` row named by its owner process (host and
+pid namespace, pid, start time). A process that dies with requests in flight
+(kill -9, out of memory, power loss) leaves its holds behind; a process of the
+same host gives back the holds of owners that no longer run when it starts, and
+before it would answer a 402. Holds of other hosts are given back once they are
+older than any request lasts. Deleting the row is the claim: whoever deletes it
+(the settling request or the sweep) is the one that releases its amount.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Optional
+
+import peewee as pw
+
+from ..db import database
+from ..models import ApiKey, BudgetHold
+
+log = logging.getLogger("onekeyllm.billing")
+
+SWEEP_INTERVAL = 30.0  # seconds between sweeps a process makes on its own (after a 402)
+FOREIGN_HOLD_MAX_AGE = 24 * 3600.0  # a hold of another host older than this belongs to no live request
+
+_identity: dict = {}
+_next_sweep = 0.0
+
+
+def _start_ticks(pid: int) -> Optional[str]:
+    """The process's start time in clock ticks since boot (tells a pid from its reuse), None if unknown.
+
+    A zombie (dead, not yet reaped by its parent) counts as gone: "-".
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return "-" if fields[0] in ("Z", "X") else fields[19]
+
+
+def _place() -> str:
+    """Where pids mean the same process: this host and pid namespace (containers may share a hostname)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def owner() -> str:
+    """This process's name on its holds, `place:pid:start-ticks` (recomputed after a fork)."""
+    pid = os.getpid()
+    if _identity.get("pid") != pid:
+        _identity.update(pid=pid, place=_place(), name=f"{_place()}:{pid}:{_start_ticks(pid) or 0}")
+    return _identity["name"]
+
+
+def owner_runs(name: str, created_at: float, now: float) -> bool:
+    """Whether the owner of a hold may still be running (when in doubt, yes)."""
+    parts = name.rsplit(":", 2)
+    owner()  # this process's place, known
+    if len(parts) != 3 or parts[0] != _identity["place"] or not parts[1].isdigit():
+        return now - created_at < FOREIGN_HOLD_MAX_AGE
+    pid, ticks = int(parts[1]), parts[2]
+    if pid == os.getpid():
+        return name == owner()
+    current = _start_ticks(pid)
+    if current is not None:  # the same pid started later is another process
+        return current != "-" and (ticks == "0" or current == ticks)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, it is just not ours to signal
+        return True
+    return True
+
+
+def give_back(hold_id: str) -> int:
+    """Delete one hold and release its amount from its key; the amount released (0 if already gone)."""
+    hold = BudgetHold.get_or_none(BudgetHold.id == hold_id)  # a hold never changes: read it outside
+    if hold is None:
+        return 0
+    with database.atomic():  # writes first: SQLite cannot turn a read transaction into a write under load
+        if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
+            return 0
+        ApiKey.update(reserved_nano=ApiKey.reserved_nano - hold.amount_nano).where(
+            ApiKey.id == hold.key_id).execute()
+    return hold.amount_nano
+
+
+def reclaim_orphaned_holds() -> int:
+    """Give back every hold whose owner no longer runs; returns how many (0 if the database said no)."""
+    now = time.time()
+    try:
+        orphans = [hold.id for hold in BudgetHold.select(BudgetHold.id, BudgetHold.owner, BudgetHold.created_at)
+                   if not owner_runs(hold.owner, hold.created_at, now)]
+        released = sum(1 for hold_id in orphans if give_back(hold_id))
+    except pw.DatabaseError:  # a busy database: the next sweep will do it; never fail a start or a request
+        log.warning("could not give back budget holds now", exc_info=True)
+        return 0
+    if released:
+        log.warning("gave back %d budget holds of stopped processes", released)
+    return released
+
+
+def sweep_if_due() -> int:
+    """reclaim_orphaned_holds(), at most once per SWEEP_INTERVAL in this process."""
+    global _next_sweep
+    now = time.monotonic()
+    if now < _next_sweep:
+        return 0
+    _next_sweep = now + SWEEP_INTERVAL
+    return reclaim_orphaned_holds()

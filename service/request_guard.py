@@ -1,0 +1,30 @@
+"""What every request must satisfy before a view reads it: no NUL in its URL, a body within the size limit."""
+from __future__ import annotations
+
+from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .api_error import ApiError
+
+
+def reject_nul_in_url() -> None:
+    """400 for a NUL character in the path or the query: no id, cursor or filter holds one (and PostgreSQL
+    cannot even compare text with it), so both databases answer alike."""
+    if "\x00" in request.path:
+        raise ApiError(400, "The URL path must not contain NUL (%00) characters.", param="path")
+    if b"%00" in request.query_string or b"\x00" in request.query_string:
+        names = [name for name, value in request.args.items(multi=True) if "\x00" in name + value]
+        raise ApiError(400, "The query must not contain NUL (%00) characters.", param=names[0] if names else None)
+
+
+def request_body() -> bytes:
+    """The whole request body; 413 when it is over the limit (ONEKEYLLM_MAX_BODY_BYTES).
+
+    werkzeug refuses a declared Content-Length over the limit, but cuts a chunked body at the limit without a
+    word: a body that fills the limit is taken as one that went past it.
+    """
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
+    return data

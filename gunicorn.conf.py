@@ -16,15 +16,14 @@ preload_app = False
 
 
 def on_starting(server):
-    """Create or upgrade the schema and print a generated admin token once, before the workers start."""
-    from service.bootstrap import bootstrap
-    from service.config import Settings
-    from service.db import database, init_database
+    """Create or upgrade the schema, and print a generated admin token once, before the workers start.
 
-    settings = Settings.from_env()
-    init_database(settings.database_url)
-    _, token = bootstrap(settings)
-    if token:
-        print("Admin token (shown once, store it now):", token, flush=True)
-    database.close()
-    database.obj.close_all()  # the workers open their own pools after the fork
+    It runs `onekeyllm init` in a child process: the master itself never imports the app, so the
+    gevent workers it forks start from a clean, unpatched interpreter.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "service.cli", "init"], check=False)
+    if done.returncode != 0:
+        raise SystemExit("onekeyllm init failed: the database is not ready")

@@ -177,7 +177,9 @@ class CpuWatch:
     @staticmethod
     def _busy() -> float:
         values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return (sum(values) - values[3] - values[4]) / CpuWatch.TICK  # minus idle and iowait
+        # user + nice + system + steal; not irq / softirq, which no process is charged with (loopback
+        # networking, most of it ours), nor guest (already in user)
+        return (values[0] + values[1] + values[2] + values[7]) / CpuWatch.TICK
 
     @staticmethod
     def _process_cpu(pids: list) -> dict:
@@ -633,22 +635,33 @@ class Bench:
         wrk_script(direct_script, scenario.body, headers, scenario.end_marker, count_statuses=False)
         warmup = 1.0 if self.args.duration >= 5 else 0.5
         run_wrk(url, script, scenario.concurrency, warmup)
-        reset_peak_rss(gateway.workers)
-        profilers = self._start_profilers(kind, scenario.name, gateway.workers)
         backends: set = set()
 
         def ours() -> list:
             backends.update(postgres_backends(db_name))
             return [gateway.process.pid, *gateway.workers, self.upstream_proc.pid, *backends]
 
-        watch = CpuWatch(ours)
-        watch.start()
-        load = run_wrk(url, script, scenario.concurrency, self.args.duration)
-        foreign = watch.foreign_share()
-        cpu_ms = {"gateway": 1000 * watch.used(gateway.workers) / max(1, load.requests),
-                  "database": 1000 * watch.used(list(backends)) / max(1, load.requests)}
-        rss = peak_rss_mb(gateway.workers)
-        self._finish_profilers(profilers)
+        best = None
+        for attempt in range(1 + self.args.retry_busy):
+            if attempt:
+                self.say(f"  other processes used {100 * best[1]:.0f}% of the CPUs: measuring again "
+                         f"({attempt}/{self.args.retry_busy})")
+                time.sleep(5)
+            reset_peak_rss(gateway.workers)
+            profilers = self._start_profilers(kind, scenario.name, gateway.workers) if attempt == 0 else []
+            watch = CpuWatch(ours)
+            watch.start()
+            load = run_wrk(url, script, scenario.concurrency, self.args.duration)
+            foreign = watch.foreign_share()
+            cpu_ms = {"gateway": 1000 * watch.used(gateway.workers) / max(1, load.requests),
+                      "database": 1000 * watch.used(list(backends)) / max(1, load.requests)}
+            rss = peak_rss_mb(gateway.workers)
+            self._finish_profilers(profilers)
+            if best is None or foreign < best[1]:
+                best = (load, foreign, cpu_ms, rss)
+            if foreign < FOREIGN_WARNING:
+                break
+        load, foreign, cpu_ms, rss = best
         direct = self.direct.get(scenario.name)
         if direct is None:
             direct_url = self.upstream + scenario.path
@@ -688,7 +701,7 @@ class Bench:
         profilers = []
         for pid in pids:
             out = self.args.profile / f"{kind}-{scenario}-{pid}.txt"
-            command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking", "--gil",
+            command = [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--nonblocking",
                        "--duration", str(max(1, round(self.args.duration))), "--output", str(out)]
             profilers.append((self.procs.start(command, self.workdir / "py-spy.log"), out))
         return profilers
@@ -825,6 +838,9 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=None, help="seconds the open streams last (default 10)")
     parser.add_argument("--gunicorn-config", default="gunicorn.conf.py", metavar="PATH",
                         help="gunicorn config file, relative to the project root (default gunicorn.conf.py)")
+    parser.add_argument("--retry-busy", type=int, default=2, metavar="N",
+                        help="measure a scenario up to N more times while other processes use ≥10%% of the CPUs, "
+                             "keeping the quietest run (default 2)")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="experiment: ALTER DATABASE … SET NAME = VALUE on the bench database "
                              "(e.g. synchronous_commit=off)")

@@ -145,6 +145,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return _run_admin(run)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create or upgrade the schema; print the admin token if this first start generated one."""
+    from .bootstrap import bootstrap
+    from .config import Settings
+    from .db import init_database
+
+    settings = Settings.from_env()
+    init_database(settings.database_url)
+    _, token = bootstrap(settings)
+    if token:
+        print("Admin token (shown once, store it now):", token, flush=True)
+    return 0
+
+
 def cmd_admin_token(args: argparse.Namespace) -> int:
     """Replace the stored admin token by a new one, printed once (servers pick it up at their next start)."""
     secrets_ = _database()
@@ -210,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     madd.add_argument("--max-output-tokens", type=int)
     mod_sub.add_parser("list")
     models.set_defaults(func=cmd_models)
+
+    init = sub.add_parser("init", help="create or upgrade the schema (first start: print the admin token)")
+    init.set_defaults(func=cmd_init)
 
     admin_token = sub.add_parser("admin-token", help="rotate the stored admin token")
     admin_token.add_argument("action", choices=["rotate"])

@@ -6,6 +6,8 @@ import uuid
 from typing import Optional
 
 from flask import Flask, Response, jsonify, request
+import peewee as pw
+from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from .api_error import ApiError
@@ -122,6 +124,12 @@ def handle_unexpected(error: BaseException) -> Response:
                         headers={"x-request-id": request_id})
 
 
+def handle_database_unavailable(error: Exception) -> Response:
+    """The database refused or dropped us (too many clients, restarting, locked): retryable, so 503."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(error).__name__)
+    return render_error(503, "The database is unavailable; try again shortly.", headers={"retry-after": "1"})
+
+
 def handle_too_deep(error: RecursionError) -> Response:
     """JSON nested past what the parser can follow."""
     return render_error(400, "The request body is nested too deeply.")
@@ -131,5 +139,7 @@ def register_error_handlers(app: Flask) -> None:
     """The one place that turns exceptions into answers."""
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(RecursionError, handle_too_deep)
+    for unavailable in (pw.OperationalError, pw.InterfaceError, MaxConnectionsExceeded):
+        app.register_error_handler(unavailable, handle_database_unavailable)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -99,6 +99,21 @@ class Server:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(10)
+
+
+def drop_database(database_url: str) -> None:
+    """Drop a PostgreSQL database a test made (SQLite files go with the temporary folder)."""
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        return
+    import psycopg2
+
+    parsed = urlparse(database_url)
+    admin = psycopg2.connect(urlunparse(parsed._replace(path=urlparse(BASE_DATABASE_URL).path)))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{parsed.path.lstrip("/")}" WITH (FORCE)')
+    admin.close()
 
 
 def server_env(database_url: str, admin_token: str, tmp_dir: Path, extra: dict | None = None) -> dict:
@@ -107,7 +122,8 @@ def server_env(database_url: str, admin_token: str, tmp_dir: Path, extra: dict |
         env["ONEKEYLLM_ADMIN_TOKEN"] = admin_token
     env.update({"ONEKEYLLM_DATABASE_URL": database_url,
                 "ONEKEYLLM_FILES_DIR": str(tmp_dir / "files"), "PYTHONPATH": str(ROOT),
-                "ONEKEYLLM_UPSTREAM_TIMEOUT": "10", "ONEKEYLLM_KEEPALIVE_SECONDS": "15"})
+                "ONEKEYLLM_UPSTREAM_TIMEOUT": "10", "ONEKEYLLM_KEEPALIVE_SECONDS": "15",
+                "ONEKEYLLM_DB_POOL_SIZE": "8"})
     env.update(extra or {})
     return env
 
@@ -163,6 +179,7 @@ def gateway(tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("gateway"))
     yield server
     server.stop()
+    drop_database(server.database_url)
 
 
 @pytest.fixture()

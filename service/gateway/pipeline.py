@@ -37,6 +37,7 @@ CALL_ID_PREFIXES = {"chat": "call", "responses": "call", "anthropic": "toolu"}
 STREAM_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
                   "X-Accel-Buffering": "no"}
 CLIENT_CLOSED = 499
+TERMINAL_EVENTS = ("message_stop", "response.completed", "response.incomplete")
 
 
 @dataclass
@@ -427,7 +428,6 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
     renderer = codec.StreamRenderer(turn.ctx)
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     status, error = CLIENT_CLOSED, None
-    body: Optional[dict] = None
     source = with_keepalive(events, turn.call.settings.keepalive_seconds)
     try:
         for event in source:
@@ -445,10 +445,11 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
         if not builder.finished:
             raise UpstreamError("protocol", "The upstream stream ended early.")
         tail = renderer.close()
+        status = 200
+        # recorded before the closing events leave: a client that saw the end has its row
+        _finish_stream(turn, status, builder.response, error, _final_body(turn, tail, builder.response))
         for name, payload in tail:
             yield encode_event(name, payload)
-        status = 200
-        body = _final_body(turn, tail, builder.response)
     except (UpstreamError, CodecError) as exc:
         status, error = 502, getattr(exc, "message", str(exc))
         _note_stream_failure(turn, exc)
@@ -456,7 +457,8 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
             yield encode_event(name, payload)
     finally:
         _stop_reading(source)
-        _finish_stream(turn, status, builder.response, error, body)
+        if not turn.settled:
+            _finish_stream(turn, status, builder.response, error, None)
 
 
 def _final_body(turn: Turn, tail: list, response: Response) -> Optional[dict]:
@@ -504,6 +506,9 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
                     error = event.text
             if inbound == "chat":
                 if data.strip() == "[DONE]":
+                    if builder.finished and not error and not turn.settled:
+                        status = 200  # recorded before the closing event leaves
+                        _finish_stream(turn, status, builder.response, error, final)
                     yield encode_event(None, "[DONE]")
                     continue
                 if drop_usage_chunk and ('"choices":[]' in data or '"choices": []' in data):
@@ -522,6 +527,9 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
                 if name != "response.created" and name != "response.in_progress":
                     final = response
                 data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+            if name in TERMINAL_EVENTS and builder.finished and not error and not turn.settled:
+                status = 200  # recorded before the closing event leaves
+                _finish_stream(turn, status, builder.response, error, final)
             yield encode_event(name, data)
         tail = parser.close()
         for event in tail:
@@ -540,7 +548,8 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
             yield encode_event(name, payload)
     finally:
         _stop_reading(source)
-        _finish_stream(turn, status, builder.response, error, final)
+        if not turn.settled:
+            _finish_stream(turn, status, builder.response, error, final)
 
 
 def _adopt_upstream_id(turn: Turn, name: Optional[str], data: str) -> None:

@@ -13,11 +13,14 @@ from flask import current_app, g, request
 
 from .errors import ApiError
 from .models import ApiKey
+from .prepared import Prepared
 
 KEY_PREFIX = "sk-lazytech-"
 JWT_ISSUER = "onekeyllm"
 JWT_ALGORITHM = "HS256"
 JWT_LIFETIME_SECONDS = 7 * 24 * 3600
+
+KEY_BY_HASH = Prepared(lambda digest: ApiKey.select().where(ApiKey.key_hash == digest))
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def find_key(value: str) -> Optional[ApiKey]:
     if not value.startswith(KEY_PREFIX) or len(value) > 200:
         return None
     digest = hash_secret(_secrets().pepper, value)
-    row = ApiKey.get_or_none(ApiKey.key_hash == digest)
+    row = KEY_BY_HASH.first(ApiKey, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return row

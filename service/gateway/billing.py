@@ -19,6 +19,7 @@ import peewee as pw
 from ..db import database, is_postgres
 from ..ids import new_id
 from ..models import ApiKey, BudgetHold, RequestLog
+from ..prepared import Prepared
 from ..money import cost_nano
 from . import holds
 from .canonical import Usage
@@ -87,28 +88,44 @@ def reserve(reservation: Reservation) -> None:
         raise BudgetExhausted()
 
 
+def _grant_query(amount: int, key_id: str, worst: int) -> pw.Query:
+    key = ApiKey
+    condition = (key.id == key_id) & (key.budget_nano.is_null() | (
+        (key.used_nano < key.budget_nano) & (key.used_nano + key.reserved_nano + worst <= key.budget_nano)))
+    return key.update(reserved_nano=key.reserved_nano + amount).where(condition)
+
+
+def _hold_fields(hold_id: str, key_id: str, amount: int, owner: str, created_at: float) -> dict:
+    return {"id": hold_id, "key_id": key_id, "amount_nano": amount, "owner": owner, "created_at": created_at}
+
+
+def _grant_and_hold_query(amount: int, key_id: str, worst: int, hold_id: str, hold_key_id: str, hold_amount: int,
+                          owner: str, created_at: float) -> pw.Query:
+    """PostgreSQL: the grant and its hold row in one statement (one round trip, as without holds)."""
+    granted = _grant_query(amount, key_id, worst).returning(ApiKey.id).cte("granted")
+    values = _hold_fields(hold_id, hold_key_id, hold_amount, owner, created_at)
+    row = granted.select(*[pw.Value(value) for value in values.values()])
+    return BudgetHold.insert_from(row, [getattr(BudgetHold, name) for name in values]).with_cte(granted)
+
+
+GRANT = Prepared(_grant_query)
+INSERT_HOLD = Prepared(lambda *values: BudgetHold.insert(_hold_fields(*values)))
+GRANT_AND_HOLD = Prepared(_grant_and_hold_query)
+
+
 def _hold(reservation: Reservation) -> bool:
     """One attempt at the conditional reservation; whether it was granted."""
-    key = ApiKey
-    condition = (key.id == reservation.key_id)
-    condition &= key.budget_nano.is_null() | (
-        (key.used_nano < key.budget_nano)
-        & (key.used_nano + key.reserved_nano + reservation.amount <= key.budget_nano))
-    grant = key.update(reserved_nano=key.reserved_nano + reservation.amount).where(condition)
-    hold = {"id": new_id("hold"), "key_id": reservation.key_id, "amount_nano": reservation.amount,
-            "owner": holds.owner(), "created_at": time.time()}
-    if is_postgres():  # the grant and its hold row in one statement: one round trip, as without holds
-        granted = grant.returning(key.id).cte("granted")
-        row = granted.select(*[granted.c.id if name == "key_id" else pw.Value(value) for name, value in hold.items()])
-        fields = [getattr(BudgetHold, name) for name in hold]
-        if not BudgetHold.insert_from(row, fields).with_cte(granted).as_rowcount().execute():
+    amount, key_id = reservation.amount, reservation.key_id
+    hold = (new_id("hold"), key_id, amount, holds.owner(), time.time())
+    if is_postgres():
+        if not GRANT_AND_HOLD.rowcount(amount, key_id, amount, *hold):
             return False
     else:
         with database.atomic():
-            if grant.execute() != 1:
+            if GRANT.rowcount(amount, key_id, amount) != 1:
                 return False
-            BudgetHold.insert(**hold).execute()
-    reservation.hold_id = hold["id"]
+            INSERT_HOLD.rowcount(*hold)
+    reservation.hold_id = hold[0]
     return True
 
 
@@ -127,6 +144,15 @@ class LogEntry:
     error: Optional[str] = None
 
 
+LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
+              "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error")
+INSERT_LOG = Prepared(lambda *values: RequestLog.insert(dict(zip(LOG_FIELDS, values))))
+DROP_HOLD = Prepared(lambda hold_id: BudgetHold.delete().where(BudgetHold.id == hold_id))
+CHARGE = Prepared(lambda charge, held, now, key_id: ApiKey.update(
+    reserved_nano=ApiKey.reserved_nano - held, used_nano=ApiKey.used_nano + charge,
+    last_used_at=now).where(ApiKey.id == key_id))
+
+
 def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
     """Release the hold, charge the real cost (at most the hold) and write the log row; returns the charge."""
     charge = entry.cost if reservation is None else min(entry.cost, reservation.amount)
@@ -135,16 +161,12 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
         if reservation is not None:
             # the hold may have been given back already (its process was taken for dead): release it once only
             held = _drop_hold(reservation)
-            ApiKey.update(reserved_nano=ApiKey.reserved_nano - held,
-                          used_nano=ApiKey.used_nano + charge, last_used_at=int(now)).where(
-                ApiKey.id == reservation.key_id).execute()
-        RequestLog.insert(
-            id=new_id("req"), key_id=entry.key_id, created_at=entry.started, endpoint=entry.endpoint,
-            model=entry.model, account=entry.account, stream=entry.stream, status_code=entry.status_code,
-            input_tokens=entry.usage.input_tokens, output_tokens=entry.usage.output_tokens,
-            cached_tokens=entry.usage.cached_tokens, cost_nano=charge,
-            latency_ms=int((now - entry.started) * 1000), response_id=entry.response_id,
-            error=(entry.error or None) and entry.error[:500]).execute()
+            CHARGE.rowcount(charge, held, int(now), reservation.key_id)
+        usage = entry.usage
+        INSERT_LOG.rowcount(
+            new_id("req"), entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
+            entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, charge,
+            int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500])
     note_settled(entry.account, charge, entry.usage.input_tokens + entry.usage.output_tokens, entry.started)
     return charge
 
@@ -153,7 +175,7 @@ def _drop_hold(reservation: Reservation) -> int:
     """Delete the reservation's hold row; the amount to release (0 when it was already given back)."""
     if reservation.hold_id is None:
         return 0
-    return reservation.amount if BudgetHold.delete().where(BudgetHold.id == reservation.hold_id).execute() else 0
+    return reservation.amount if DROP_HOLD.rowcount(reservation.hold_id) else 0
 
 
 def release(reservation: Reservation) -> None:

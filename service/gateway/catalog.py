@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..models import Account, CatalogModel, Setting
+from ..prepared import Prepared
 
 VERSION_KEY = "catalog_version"
 
@@ -59,9 +60,11 @@ class Snapshot:
         return [self.models[m] for m in sorted(self.serving) if m in self.models]
 
 
+VERSION = Prepared(lambda key: Setting.select(Setting.value).where(Setting.key == key))
+
+
 def _read_version() -> str:
-    row = Setting.get_or_none(Setting.key == VERSION_KEY)
-    return row.value if row else "0"
+    return VERSION.scalar(VERSION_KEY) or "0"
 
 
 def _load(version: str) -> Snapshot:

@@ -5,8 +5,8 @@ import logging
 import uuid
 from typing import Optional
 
-from flask import Flask, Response, jsonify, request
 import peewee as pw
+from flask import Flask, Response, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 

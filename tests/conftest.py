@@ -18,7 +18,6 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 import requests
-
 from fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import anthropic
 import pydantic
@@ -14,9 +12,7 @@ try:
 except ImportError:  # pragma: no cover
     import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # until the repo configures pytest's pythonpath
-
-from service.gateway.canonical import (  # noqa: E402
+from service.gateway.canonical import (
     FilePart,
     ImagePart,
     Message,
@@ -33,8 +29,8 @@ from service.gateway.canonical import (  # noqa: E402
     Usage,
     response_events,
 )
-from service.gateway.codecs import CodecError  # noqa: E402
-from service.gateway.codecs.anthropic import (  # noqa: E402
+from service.gateway.codecs import CodecError
+from service.gateway.codecs.anthropic import (
     StreamParser,
     StreamRenderer,
     parse_request,

@@ -15,7 +15,6 @@ import anthropic
 import httpx2
 import openai
 import pytest
-
 from fake_upstream import FakeUpstream
 
 TOOLS_CHAT = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",

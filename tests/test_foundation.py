@@ -5,7 +5,6 @@ import anthropic
 import openai
 import pytest
 import requests
-
 from conftest import is_postgres
 
 

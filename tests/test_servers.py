@@ -9,8 +9,7 @@ from pathlib import Path
 
 import openai
 import requests
-
-from conftest import ROOT, fresh_database_url, free_port, server_env, start_server
+from conftest import ROOT, free_port, fresh_database_url, server_env, start_server
 
 ECHO_CHAT = {"model": "echo-1", "messages": [{"role": "user", "content": "hello gateway"}]}
 

@@ -19,8 +19,8 @@ import peewee as pw
 from ..db import database, is_postgres
 from ..ids import new_id
 from ..models import ApiKey, BudgetHold, RequestLog
-from ..prepared import Prepared
 from ..money import cost_nano
+from ..prepared import Prepared
 from . import holds
 from .canonical import Usage
 from .capacity import note_settled

@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 from ..api_error import ApiError
 from ..config import Settings
-from ..db import connected, database
+from ..db import connected
 from ..files import resolve_file_parts
 from ..ids import new_id
 from ..models import Account, ApiKey

@@ -11,7 +11,7 @@ from typing import Optional
 
 from ..api_error import ApiError
 from ..models import StoredResponse
-from .canonical import Message, Response, TextPart, ToolCallPart, ReasoningPart
+from .canonical import Message, ReasoningPart, Response, TextPart, ToolCallPart
 
 
 def load_thread(response_id: str, key_id: str) -> list:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from .canonical import FilePart, ImagePart, Message, Request, TextPart, ToolCallPart, ToolResultPart, ReasoningPart
+from .canonical import FilePart, ImagePart, Message, ReasoningPart, Request, TextPart, ToolCallPart, ToolResultPart
 
 PER_MESSAGE = 4
 PER_IMAGE = 800

@@ -6,9 +6,25 @@ import mimetypes
 from typing import Any, Optional
 
 from ..canonical import (
-    STOP_END_TURN, STOP_MAX_TOKENS, STOP_PAUSE, STOP_REFUSAL, STOP_SEQUENCE, STOP_TOOL_USE,
-    FilePart, ImagePart, Message, ReasoningPart, RenderContext, Request, Response, StreamEvent,
-    TextPart, ToolCallPart, ToolResultPart, ToolSpec, Usage,
+    STOP_END_TURN,
+    STOP_MAX_TOKENS,
+    STOP_PAUSE,
+    STOP_REFUSAL,
+    STOP_SEQUENCE,
+    STOP_TOOL_USE,
+    FilePart,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    RenderContext,
+    Request,
+    Response,
+    StreamEvent,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    ToolSpec,
+    Usage,
 )
 from . import CodecError
 

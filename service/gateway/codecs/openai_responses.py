@@ -358,7 +358,7 @@ def messages_to_items(messages: list[Message]) -> list[dict]:
         role = message.role
         content: list[dict] = []
 
-        def flush() -> None:
+        def flush(content: list = content, role: str = role) -> None:
             if content:
                 items.append({"type": "message", "role": role, "content": list(content)})
                 content.clear()

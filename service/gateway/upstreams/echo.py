@@ -9,8 +9,19 @@ from __future__ import annotations
 import json
 from typing import Iterator
 
-from ..canonical import (STOP_END_TURN, STOP_MAX_TOKENS, STOP_TOOL_USE, Request, Response, StreamEvent, TextPart,
-                         ToolCallPart, ToolResultPart, Usage, response_events)
+from ..canonical import (
+    STOP_END_TURN,
+    STOP_MAX_TOKENS,
+    STOP_TOOL_USE,
+    Request,
+    Response,
+    StreamEvent,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    Usage,
+    response_events,
+)
 from ..catalog import AccountInfo
 from ..tokens import estimate_request, estimate_text
 

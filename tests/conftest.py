@@ -43,7 +43,7 @@ def fresh_database_url(tmp_dir: Path, name: str) -> str:
     import psycopg2
 
     parsed = urlparse(BASE_DATABASE_URL)
-    db_name = f"okl_{name}_{uuid.uuid4().hex[:8]}".lower()
+    db_name = f"okltest_{name}_{uuid.uuid4().hex[:8]}".lower()
     admin = psycopg2.connect(urlunparse(parsed))
     admin.autocommit = True
     with admin.cursor() as cur:

@@ -40,6 +40,7 @@ PYTHON = sys.executable
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEM = "You are a concise assistant. Answer in one sentence."
 PROMPT = "Explain in one sentence what an LLM gateway does for a team that uses several providers."
+EXTRA_ENV: dict = {}  # --env NAME=VALUE: given to every gateway this run starts (experiments)
 FOREIGN_WARNING = 0.10  # flag a measurement when other processes took this share of the CPUs
 REPLY_MARK = "lazy"  # a word of the fast upstream's reply, checked before each scenario
 
@@ -294,6 +295,7 @@ def server_env(database_url: str, admin_token: str, workdir: Path, extra: Option
     env.update({"ONEKEYLLM_DATABASE_URL": database_url, "ONEKEYLLM_ADMIN_TOKEN": admin_token,
                 "ONEKEYLLM_FILES_DIR": str(workdir / "files"), "ONEKEYLLM_UPSTREAM_TIMEOUT": "60",
                 "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    env.update(EXTRA_ENV)
     env.update(extra or {})
     return env
 
@@ -841,6 +843,8 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--retry-busy", type=int, default=2, metavar="N",
                         help="measure a scenario up to N more times while other processes use ≥10%% of the CPUs, "
                              "keeping the quietest run (default 2)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="experiment: set NAME=VALUE in the gateways' environment (e.g. ONEKEYLLM_DB_POOL_SIZE=8)")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="experiment: ALTER DATABASE … SET NAME = VALUE on the bench database "
                              "(e.g. synchronous_commit=off)")
@@ -853,6 +857,11 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     unknown = [o for o in args.only if not any(n == o or n.startswith(o) for n in names)]
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}; known: {', '.join(names)}")
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--env {item!r}: expected NAME=VALUE")
+        EXTRA_ENV[name] = value
     if args.quick:
         args.duration = 2.0
     if args.hold is None:

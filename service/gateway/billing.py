@@ -153,20 +153,36 @@ CHARGE = Prepared(lambda charge, held, now, key_id: ApiKey.update(
     last_used_at=now).where(ApiKey.id == key_id))
 
 
+# Deleting the hold is the claim on its amount (see holds.py): released once, by whoever deletes it.
+SETTLE_SQL_POSTGRES = """
+WITH dropped AS (DELETE FROM budget_hold WHERE id = %s RETURNING amount_nano),
+charged AS (
+    UPDATE api_key SET used_nano = used_nano + %s,
+        reserved_nano = reserved_nano - COALESCE((SELECT sum(amount_nano) FROM dropped), 0), last_used_at = %s
+    WHERE id = %s RETURNING id)
+INSERT INTO request_log ({columns}) VALUES ({values})
+""".format(columns=", ".join(f'"{name}"' for name in LOG_FIELDS), values=", ".join(["%s"] * len(LOG_FIELDS)))
+
+
 def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
     """Release the hold, charge the real cost (at most the hold) and write the log row; returns the charge."""
     charge = entry.cost if reservation is None else min(entry.cost, reservation.amount)
     now = time.time()
-    with database.atomic():
-        if reservation is not None:
-            # the hold may have been given back already (its process was taken for dead): release it once only
-            held = _drop_hold(reservation)
-            CHARGE.rowcount(charge, held, int(now), reservation.key_id)
-        usage = entry.usage
-        INSERT_LOG.rowcount(
-            new_id("req"), entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
-            entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, charge,
-            int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500])
+    usage = entry.usage
+    log_row = (new_id("req"), entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
+               entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, charge,
+               int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500])
+    if reservation is not None and reservation.hold_id is not None and is_postgres():
+        # one statement: the key's row is locked for the statement only, never across round trips
+        database.execute_sql(SETTLE_SQL_POSTGRES, (reservation.hold_id, charge, int(now), reservation.key_id,
+                                                   *log_row))
+    else:
+        with database.atomic():
+            if reservation is not None:
+                # the hold may have been given back already (its process was taken for dead): release it once only
+                held = _drop_hold(reservation)
+                CHARGE.rowcount(charge, held, int(now), reservation.key_id)
+            INSERT_LOG.rowcount(*log_row)
     note_settled(entry.account, charge, entry.usage.input_tokens + entry.usage.output_tokens, entry.started)
     return charge
 

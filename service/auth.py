@@ -12,7 +12,8 @@ import jwt
 from flask import current_app, g, request
 
 from .errors import ApiError
-from .models import ApiKey
+from .gateway.catalog import VERSION_KEY as CATALOG_VERSION_KEY
+from .models import ApiKey, Setting
 from .prepared import Prepared
 
 KEY_PREFIX = "sk-lazytech-"
@@ -20,7 +21,13 @@ JWT_ISSUER = "onekeyllm"
 JWT_ALGORITHM = "HS256"
 JWT_LIFETIME_SECONDS = 7 * 24 * 3600
 
-KEY_BY_HASH = Prepared(lambda digest: ApiKey.select().where(ApiKey.key_hash == digest))
+def _key_and_catalog_version(version_key: str, digest: str):
+    """A key by hash, with the catalog version alongside (one round trip serves both, every request)."""
+    version = Setting.select(Setting.value).where(Setting.key == version_key)
+    return ApiKey.select(ApiKey, version.alias("catalog_version")).where(ApiKey.key_hash == digest)
+
+
+KEY_BY_HASH = Prepared(_key_and_catalog_version)
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,10 @@ def find_key(value: str) -> Optional[ApiKey]:
     if not value.startswith(KEY_PREFIX) or len(value) > 200:
         return None
     digest = hash_secret(_secrets().pepper, value)
-    row = KEY_BY_HASH.first(ApiKey, digest)
+    row = KEY_BY_HASH.first(ApiKey, CATALOG_VERSION_KEY, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
+    row.catalog_version = row.catalog_version or "0"  # no admin write yet
     return row
 
 

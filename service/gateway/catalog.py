@@ -94,10 +94,10 @@ _lock = threading.Lock()
 _current: Optional[Snapshot] = None
 
 
-def snapshot() -> Snapshot:
-    """The current catalog (one small query to check it is fresh)."""
+def snapshot(version: Optional[str] = None) -> Snapshot:
+    """The current catalog: fresh for `version` (read with the caller's key), else one small query to check."""
     global _current
-    version = _read_version()
+    version = version or _read_version()
     current = _current
     if current is not None and current.version == version:
         return current

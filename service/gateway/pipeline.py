@@ -89,7 +89,7 @@ def handle(call: Call) -> Answer:
         request = codec.parse_request(call.body)
     except CodecError as error:
         raise ApiError(400, error.message, param=error.param) from None
-    snap = snapshot()
+    snap = snapshot(getattr(call.key, "catalog_version", None))
     accounts = snap.serving.get(request.model)
     if not accounts:
         raise ApiError(400, f"The model '{request.model}' is not available: no enabled account serves it.",

@@ -61,6 +61,7 @@ class Server:
         self.process = process
         self.log_path = log_path
         self.database_url = database_url
+        self.handed_out = {admin_token} if admin_token else set()  # secrets the log must never show
 
     @property
     def v1(self) -> str:
@@ -73,12 +74,15 @@ class Server:
     def create_key(self, budget="100", **fields) -> dict:
         answer = self.admin("POST", "/keys", json={"name": fields.pop("name", "test"), "budget_usd": budget, **fields})
         assert answer.status_code == 201, answer.text
+        self.handed_out.add(answer.json()["key"])
         return answer.json()
 
     def create_account(self, **fields) -> dict:
         fields.setdefault("name", f"acct-{uuid.uuid4().hex[:8]}")
         answer = self.admin("POST", "/accounts", json=fields)
         assert answer.status_code == 201, answer.text
+        if len(fields.get("api_key") or "") >= 12:
+            self.handed_out.add(fields["api_key"])
         return answer.json()
 
     def create_model(self, model_id: str, **fields) -> dict:
@@ -87,6 +91,11 @@ class Server:
             answer = self.admin("PATCH", f"/models/{model_id}", json=fields)
         assert answer.status_code in (200, 201), answer.text
         return answer.json()
+
+    def leaked_secrets(self) -> list:
+        """Keys, credentials and the admin token handed to this server that its log shows."""
+        log = self.log_text()
+        return [secret[:14] + "…" for secret in self.handed_out if secret in log]
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -179,6 +188,8 @@ def gateway(tmp_path_factory):
     yield server
     server.stop()
     drop_database(server.database_url)
+    # the whole run's log: no key, credential or admin token handed out during it may appear
+    assert not server.leaked_secrets(), f"secrets in the server log: {server.leaked_secrets()}"
 
 
 @pytest.fixture()

@@ -243,3 +243,23 @@ def test_a_keys_rpm_is_enforced_with_retry_after(gateway):
     client = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(**body)
+
+
+def test_cors_is_off_unless_configured_and_pages_carry_security_headers(gateway, tmp_path):
+    preflight = requests.options(gateway.v1 + "/chat/completions", timeout=5,
+                                 headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+    docs = requests.get(gateway.url + "/docs", timeout=5)
+    assert docs.headers["X-Frame-Options"] == "DENY" and docs.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in docs.headers["Content-Security-Policy"]
+    from conftest import start_server
+
+    server = start_server(tmp_path, name="cors", extra_env={"ONEKEYLLM_CORS_ORIGINS": "https://app.example"})
+    try:
+        allowed = requests.options(server.v1 + "/models", timeout=5, headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+        assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        other = requests.get(server.v1 + "/models", timeout=5, headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other.headers
+    finally:
+        server.stop()

@@ -104,14 +104,18 @@ def handle(call: Call) -> Answer:
     try:
         billing.reserve(turn.reservation)
     except billing.BudgetExhausted:
-        raise ApiError(402, "Budget exhausted: this key cannot afford the request.", code="budget_exhausted",
-                       type="insufficient_quota") from None
+        raise _budget_exhausted() from None
     try:
         return _dispatch(turn, accounts)
     except BaseException:
         if not turn.settled:
             billing.release(turn.reservation)
         raise
+
+
+def _budget_exhausted() -> ApiError:
+    return ApiError(402, "Budget exhausted: this key cannot afford the request.", code="budget_exhausted",
+                    type="insufficient_quota")
 
 
 def _check_rpm(key: ApiKey) -> None:
@@ -155,8 +159,7 @@ def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
     try:
         turn.reservation = billing.plan_reservation(call.key, model, turn.input_estimate, request.max_output_tokens)
     except billing.BudgetExhausted:
-        raise ApiError(402, "Budget exhausted: this key cannot afford the request.", code="budget_exhausted",
-                       type="insufficient_quota") from None
+        raise _budget_exhausted() from None
     if turn.reservation.capped:
         request.max_output_tokens = turn.reservation.max_output_tokens
     return turn

@@ -263,3 +263,15 @@ def test_cors_is_off_unless_configured_and_pages_carry_security_headers(gateway,
         assert "Access-Control-Allow-Origin" not in other.headers
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("expires_at, expected", [(2000000000, 2000000000), ("2033-05-18T03:33:20Z", 2000000000),
+                                                  ("2033-05-18T03:33:20", 2000000000), (None, None)])
+def test_key_expiry_takes_unix_seconds_or_iso_8601(gateway, expires_at, expected):
+    assert gateway.create_key(name="expiry", expires_at=expires_at)["expires_at"] == expected
+
+
+@pytest.mark.parametrize("expires_at", ["next tuesday", True, -5, [1]])
+def test_a_bad_key_expiry_is_400(gateway, expires_at):
+    answer = gateway.admin("POST", "/keys", json={"name": "bad-expiry", "expires_at": expires_at})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "expires_at"

@@ -32,6 +32,36 @@ class Email(fields.Email):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class UnixTime(fields.Field):
+    """A moment as unix seconds (a number) or an ISO 8601 string; unix seconds out."""
+
+    default_error_messages = {"invalid": "Not a valid time: send unix seconds or an ISO 8601 string."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from datetime import datetime, timezone
+
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        if isinstance(value, (int, float)):
+            seconds = value
+        elif isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise self.make_error("invalid") from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            seconds = moment.timestamp()
+        else:
+            raise self.make_error("invalid")
+        if not 0 <= seconds <= 2**40:
+            raise self.make_error("invalid")
+        return int(seconds)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return value
+
+
 ID = validate.Length(min=1, max=200)
 PROVIDERS = ("openai", "anthropic", "echo")
 TOKENS_MAX = 10**9  # token counts are 32-bit integer columns
@@ -139,7 +169,7 @@ class ModelOutSchema(ma.Schema):
 class KeyInSchema(ma.Schema):
     name = fields.String(load_default="", validate=validate.Length(max=200))
     budget_usd = Money(allow_none=True, attribute="budget_nano", load_default=None)
-    expires_at = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=2**40))
+    expires_at = UnixTime(allow_none=True, metadata={"description": "unix seconds or ISO 8601; null: never"})
     models = fields.List(fields.String(validate=ID), allow_none=True)
     rpm = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=10**7))
     email = Email(allow_none=True, validate=validate.Length(max=320),

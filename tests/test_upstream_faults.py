@@ -259,7 +259,21 @@ def settle_down(pid: int, limit: int, seconds: float = 5.0) -> dict:
         time.sleep(0.1)
 
 
-def test_two_hundred_faulty_requests_leave_no_socket_thread_or_memory_behind(impatient, base_url_of):
+def live_greenlets(server, seconds: float = 5.0) -> int:
+    """The server's live greenlets once idle (the admin diagnostics route), waiting up to `seconds` to drop."""
+    deadline = time.time() + seconds
+    while True:
+        count = server.admin("GET", "/diagnostics").json()["greenlets"]
+        if time.time() > deadline:
+            return count
+        time.sleep(0.2)
+        again = server.admin("GET", "/diagnostics").json()["greenlets"]
+        if again >= count:
+            return again
+        count = again
+
+
+def test_two_hundred_faulty_requests_leave_no_socket_thread_greenlet_or_memory_behind(impatient, base_url_of):
     pid = impatient.process.pid
     models = [failing_model(impatient, base_url_of, fault, provider)[0]
               for fault, provider in product(FAULTS, ["openai", "anthropic"])]
@@ -286,6 +300,7 @@ def test_two_hundred_faulty_requests_leave_no_socket_thread_or_memory_behind(imp
     assert set(warm) <= {200, 429, 502, 503, 504}, sorted(set(warm))
     before = settle_down(pid, 0, seconds=1)
     threads, rss = status_value(pid, "Threads"), status_value(pid, "VmRSS")
+    greenlets = live_greenlets(impatient)
 
     statuses = run(200)
     assert set(statuses) <= {200, 429, 502, 503, 504}, sorted(set(statuses))
@@ -296,6 +311,7 @@ def test_two_hundred_faulty_requests_leave_no_socket_thread_or_memory_behind(imp
     assert after["close_wait"] == 0, f"sockets the upstream closed and the gateway kept: {after}"
     assert after["total"] <= before["total"] + 5, f"open sockets grew from {before} to {after}"
     assert status_value(pid, "Threads") <= threads + 2
+    assert live_greenlets(impatient) <= greenlets + 2, "greenlets left behind by faulty requests"
     grown_mb = (status_value(pid, "VmRSS") - rss) / 1024
     assert grown_mb < 40, f"RSS grew by {grown_mb:.0f} MB over 200 faulty requests"
     assert impatient.process.poll() is None

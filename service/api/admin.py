@@ -6,6 +6,7 @@ from flask.views import MethodView
 
 from .. import registry
 from ..auth import require_admin
+from ..diagnostics import process_diagnostics
 from ..models import Account, ApiKey, CatalogModel
 from .admin_schemas import (
     AccountInSchema,
@@ -13,6 +14,7 @@ from .admin_schemas import (
     AccountOutSchema,
     AccountPatchSchema,
     DeletedSchema,
+    DiagnosticsSchema,
     KeyInSchema,
     KeyListSchema,
     KeyOutSchema,
@@ -139,3 +141,12 @@ class KeyItem(MethodView):
     def delete(self, key_id):
         """Revoke a key: it stops working at once."""
         return registry.revoke_key(registry.get_key(key_id))
+
+
+# ---------------------------------------------------------------- diagnostics
+@blp.route("/diagnostics")
+class Diagnostics(MethodView):
+    @blp.response(200, DiagnosticsSchema)
+    def get(self):
+        """This worker's live greenlets, open file descriptors and database pool: for leak checks."""
+        return process_diagnostics()

@@ -199,6 +199,15 @@ class KeyOutSchema(ma.Schema):
     key = fields.String(metadata={"description": "the plaintext key, in the creation answer only"})
 
 
+class DiagnosticsSchema(ma.Schema):
+    object = fields.String()
+    pid = fields.Integer()
+    greenlets = fields.Integer()
+    open_fds = fields.Integer(allow_none=True)
+    db_connections_in_use = fields.Integer()
+    db_connections_idle = fields.Integer()
+
+
 class DeletedSchema(ma.Schema):
     id = fields.String()
     object = fields.String()

@@ -50,14 +50,12 @@ class ToolCallPart:
     type: str = "tool_call"
 
     def arguments_object(self) -> dict:
-        """The arguments parsed; `{}` when empty, `{"_raw": s}` when not a JSON object."""
-        if not self.arguments:
-            return {}
+        """The arguments parsed; `{}` when empty or not a JSON object (Anthropic's `input` must be one)."""
         try:
-            value = json.loads(self.arguments)
+            value = json.loads(self.arguments) if self.arguments else {}
         except ValueError:
-            return {"_raw": self.arguments}
-        return value if isinstance(value, dict) else {"_value": value}
+            return {}
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass

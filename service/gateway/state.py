@@ -16,9 +16,7 @@ from .canonical import Message, ReasoningPart, Response, TextPart, ToolCallPart
 
 def load_thread(response_id: str, key_id: str) -> list:
     """The canonical messages of a stored response's thread (404 for another key's)."""
-    row = StoredResponse.get_or_none((StoredResponse.id == response_id) & (StoredResponse.key_id == key_id))
-    if row is None:
-        raise ApiError(404, f"Previous response with id '{response_id}' not found.", param="previous_response_id")
+    row = get_stored(response_id, key_id, param="previous_response_id")
     return [Message.from_dict(m) for m in row.thread or []]
 
 
@@ -39,8 +37,9 @@ def store_response(response_id: str, key_id: str, model: str, body: dict, input_
                           thread=[m.to_dict() for m in thread]).execute()
 
 
-def get_stored(response_id: str, key_id: str) -> StoredResponse:
+def get_stored(response_id: str, key_id: str, param: str = "response_id") -> StoredResponse:
+    """A stored response of this key (404, naming `param`, for an unknown id or another key's)."""
     row = StoredResponse.get_or_none((StoredResponse.id == response_id) & (StoredResponse.key_id == key_id))
     if row is None:
-        raise ApiError(404, f"No response with id '{response_id}'.", param="response_id")
+        raise ApiError(404, f"No response with id '{response_id}'.", param=param)
     return row

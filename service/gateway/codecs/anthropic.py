@@ -274,7 +274,7 @@ def _render_block(part: Part, role: str) -> Optional[dict]:
     if isinstance(part, FilePart):
         return _render_file(part)
     if isinstance(part, ToolCallPart):
-        return {"type": "tool_use", "id": _tool_id(part.id), "name": part.name, "input": _tool_input(part.arguments)}
+        return {"type": "tool_use", "id": _tool_id(part.id), "name": part.name, "input": part.arguments_object()}
     if isinstance(part, ToolResultPart):
         return _render_tool_result(part)
     if isinstance(part, ReasoningPart) and role == "assistant":
@@ -353,15 +353,6 @@ def _client_tool_id(raw: str) -> str:
     """A tool_use id for an Anthropic client: valid, and with the `toolu_` prefix whatever the upstream said."""
     clean = _tool_id(raw)
     return clean if clean.startswith("toolu_") else f"toolu_{clean}"
-
-
-def _tool_input(arguments: str) -> dict:
-    """The JSON argument string as the object Anthropic wants; `{}` when it is not a JSON object."""
-    try:
-        value = json.loads(arguments) if arguments else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _trim_final_assistant_turn(turns: list) -> None:
@@ -463,7 +454,7 @@ def _render_output_part(part: Part, fallback_id: str) -> Optional[dict]:
         return {"type": "text", "text": part.text} if part.text else None
     if isinstance(part, ToolCallPart):
         return {"type": "tool_use", "id": _client_tool_id(part.id or fallback_id), "name": part.name,
-                "input": _tool_input(part.arguments)}
+                "input": part.arguments_object()}
     if isinstance(part, ReasoningPart):
         if part.redacted_data:
             return {"type": "redacted_thinking", "data": part.redacted_data}

@@ -55,14 +55,31 @@ MODELS = {  # model id -> prices and limits, created through the admin API
                         "max_output_tokens": 16384},
 }
 
-TARGETS = {  # scenario -> (what, check(result) -> bool), issue 6
-    "chat-32": ("≥1000 req/s, 0 non-2xx", lambda r: r.rps >= 1000 and r.non2xx == 0),
-    "chat-1": ("added p50 ≤1.5 ms, p99 ≤5 ms",
-               lambda r: r.added_p50 is not None and r.added_p50 <= 1.5 and r.added_p99 <= 5.0),
-    "chat-stream-32": ("≥400 streams/s", lambda r: r.rps >= 400 and r.non2xx == 0),
-    "open-streams-1000": ("0 dropped, <300 MB", lambda r: r.non2xx == 0 and (r.rss_mb or 0) < 300),
-    "cold-start": ("<1.5 s", lambda r: r.p50 < 1500),
-}
+# LiteLLM proxy 1.108 (2 workers, no database) as issue 6 measured it on this machine kind; a run with
+# --litellm measures it again beside us, and the targets are then relative to that measurement
+ISSUE_LITELLM = {"chat-1": {"added_p50": 8.6}, "chat-32": {"rps": 208.0}, "chat-stream-32": {"rps": 80.0},
+                 "cold-start": {"p50": 5700.0}}
+FASTER = 5  # issue 6: at least five times faster than LiteLLM
+
+
+def _targets(baseline: dict) -> dict:
+    """scenario -> (what, check(result) -> bool): five times LiteLLM's figure (`baseline`: scenario -> figures)."""
+    def of(name: str, figure: str) -> float:
+        return baseline[name][figure]
+    return {
+        "chat-32": (f"≥{FASTER}× LiteLLM = {FASTER * of('chat-32', 'rps'):,.0f} req/s, 0 non-2xx",
+                    lambda r: r.rps >= FASTER * of("chat-32", "rps") and r.non2xx == 0),
+        "chat-1": (f"added p50 ≤ LiteLLM's / {FASTER} = {of('chat-1', 'added_p50') / FASTER:.2f} ms",
+                   lambda r: r.added_p50 is not None and r.added_p50 <= of("chat-1", "added_p50") / FASTER),
+        "chat-stream-32": (f"≥{FASTER}× LiteLLM = {FASTER * of('chat-stream-32', 'rps'):,.0f} streams/s",
+                           lambda r: r.rps >= FASTER * of("chat-stream-32", "rps") and r.non2xx == 0),
+        "open-streams-1000": ("0 dropped, <300 MB", lambda r: r.non2xx == 0 and (r.rss_mb or 0) < 300),
+        "cold-start": (f"≤ LiteLLM's / {FASTER} = {of('cold-start', 'p50') / FASTER / 1000:.2f} s",
+                       lambda r: r.p50 <= of("cold-start", "p50") / FASTER),
+    }
+
+
+TARGETS = _targets(ISSUE_LITELLM)
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -338,6 +355,52 @@ class Gateway:
         self.procs.stop(self.process)
 
 
+class LiteLLM:
+    """LiteLLM proxy on its own port (`--litellm PATH`), serving `gpt-bench` from the fast upstream, for comparison.
+
+    As issue 6 measured it: `litellm --config … --num_workers N`, no database, a master key; its model
+    cost map is read from its package (LITELLM_LOCAL_MODEL_COST_MAP) since this machine has no internet.
+    """
+
+    MASTER_KEY = "sk-litellm-bench-0123456789abcdef"
+
+    def __init__(self, procs: Processes, workdir: Path, executable: str, upstream: str, workers: int):
+        self.procs = procs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "litellm.log"
+        config = workdir / "litellm.yaml"
+        config.write_text("\n".join([
+            "model_list:", "  - model_name: gpt-bench", "    litellm_params:", "      model: openai/gpt-bench",
+            f"      api_base: {upstream}/v1", "      api_key: sk-upstream-bench",
+            "general_settings:", f"  master_key: {self.MASTER_KEY}", ""]))
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONUNBUFFERED": "1"}
+        started = time.monotonic()
+        self.process = procs.start([executable, "--config", str(config), "--host", "127.0.0.1", "--port",
+                                    str(self.port), "--num_workers", str(workers)], self.log_path, env)
+        wait_http(self.url + "/health/liveliness", self.process, self.log_path, timeout=180)
+        self.start_ms = (time.monotonic() - started) * 1000
+        deadline = time.monotonic() + 60
+        while len(self._workers()) < workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.workers = self._workers()
+
+    def _workers(self) -> list[int]:
+        """The worker processes (multiprocessing children; its resource tracker excluded)."""
+        pids = child_pids(self.process.pid)
+        return [pid for pid in pids if "resource_tracker" not in _cmdline(pid)] or [self.process.pid]
+
+    def stop(self) -> None:
+        self.procs.stop(self.process)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def configure(admin: Callable[[str, str, dict], dict], upstream: str, hold_chunks: int = 10,
               hold_delay: float = 1.0) -> str:
     """Models, accounts and a key, through the admin API only (`admin(method, path, body)`); returns the key."""
@@ -401,6 +464,7 @@ SCENARIOS = [
              anthropic=True),
 ]
 SPECIAL = ["open-streams-1000", "cold-start"]
+LITELLM_SCENARIOS = ("chat-1", "chat-32", "chat-stream-32")
 
 
 # ------------------------------------------------------------------------------------------- wrk
@@ -495,7 +559,7 @@ class Result:
 
     @property
     def target(self) -> str:
-        if self.scenario not in TARGETS:
+        if self.db == "litellm" or self.scenario not in TARGETS:
             return ""
         what, check = TARGETS[self.scenario]
         met = not self.note.startswith("FAILED") and check(self)
@@ -597,6 +661,30 @@ class Bench:
             db.drop()
         if self.wanted("cold-start"):
             self.attempt(kind, "cold-start", "cold start → 200 /v1/ping", "1", lambda: self.cold_start(kind))
+
+    def run_litellm(self) -> None:
+        """The Chat scenarios and the start time of LiteLLM proxy, on the same upstream and machine."""
+        self.say(f"litellm: starting {self.args.litellm} ({self.args.workers} workers, no database)")
+        proxy = LiteLLM(self.procs, self.workdir, self.args.litellm, self.upstream, self.args.workers)
+        try:
+            self.say(f"  first 200 on /health/liveliness after {proxy.start_ms:,.0f} ms")
+            self.results.append(Result("litellm", "cold-start", "cold start → 200 /health/liveliness (ms)", "1",
+                                       p50=proxy.start_ms, p99=proxy.start_ms, rss_mb=peak_rss_mb(proxy.workers)))
+            for scenario in SCENARIOS:
+                if scenario.name in LITELLM_SCENARIOS and self.wanted(scenario.name):
+                    label = scenario.label.format(chunks=self.args.chunks)
+                    self.attempt("litellm", scenario.name, label, str(scenario.concurrency),
+                                 lambda s=scenario: self.load_scenario("litellm", proxy, LiteLLM.MASTER_KEY, s))
+        finally:
+            proxy.stop()
+
+    def baseline(self) -> dict:
+        """LiteLLM's figures per scenario: measured in this run where it was, else issue 6's."""
+        figures = {name: dict(values) for name, values in ISSUE_LITELLM.items()}
+        for r in self.results:
+            if r.db == "litellm" and not r.note.startswith("FAILED") and r.scenario in figures:
+                figures[r.scenario] = {"rps": r.rps, "added_p50": r.added_p50, "p50": r.p50}
+        return figures
 
     def attempt(self, kind: str, name: str, label: str, concurrency: str, measure: Callable[[], Result]) -> None:
         """Run one scenario; a failure becomes a row that says so, and the run goes on."""
@@ -850,6 +938,9 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
                              "(e.g. synchronous_commit=off)")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="record the workers with py-spy during each wrk scenario into DIR (slows them a little)")
+    parser.add_argument("--litellm", default=None, metavar="PATH",
+                        help="also measure LiteLLM proxy (the `litellm` executable of its own virtualenv) on the "
+                             "Chat scenarios and its start; the targets are then relative to it")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, wrk scripts)")
     args = parser.parse_args(argv)
@@ -896,12 +987,16 @@ def main(argv: Optional[list] = None) -> int:
         kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
         for kind in kinds:
             bench.run_db(kind)
+        if args.litellm:
+            bench.run_litellm()
     finally:
         procs.stop_all()
         if args.keep:
             print(f"work directory kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    global TARGETS
+    TARGETS = _targets(bench.baseline())
     command = "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"\n{machine()}; load average {load_before:.2f} before the run; {args.workers} gunicorn gevent workers; "
           f"wrk {args.duration:g} s per scenario; `{command.strip()}`\n")

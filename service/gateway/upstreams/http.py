@@ -1,4 +1,10 @@
-"""HTTP to upstream providers: one pooled requests.Session per account, streamed reads, typed failures."""
+"""HTTP to upstream providers: one urllib3 connection pool per account, streamed reads, typed failures.
+
+urllib3 (the transport under `requests`) is used directly: on the gateway's hot
+path requests' session layer (URL and header preparation, cookies, hooks, the
+response wrapper) cost more CPU than the call itself — 1.2–1.5 ms against
+0.64 ms per call on the bench machine (bench/README.md).
+"""
 from __future__ import annotations
 
 import json
@@ -7,8 +13,14 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Iterator, Optional
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
 
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
@@ -70,19 +82,20 @@ def _retry_after(headers) -> Optional[float]:
             return None
 
 
-def _error_message(response: requests.Response) -> tuple[str, Optional[str]]:
+def _error_message(response: urllib3.BaseHTTPResponse) -> tuple[str, Optional[str]]:
     """The provider's own error message and type, from either envelope."""
+    raw = response.data or b""
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
-        text = response.text.strip()[:300]
-        return (text or f"HTTP {response.status_code}"), None
+        text = raw.decode("utf-8", "replace").strip()[:300]
+        return (text or f"HTTP {response.status}"), None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or f"HTTP {response.status_code}"), error.get("type")
+        return str(error.get("message") or f"HTTP {response.status}"), error.get("type")
     if isinstance(error, str):
         return error, None
-    return f"HTTP {response.status_code}", None
+    return f"HTTP {response.status}", None
 
 
 def rate_limit_headers(headers) -> dict:
@@ -93,30 +106,33 @@ def rate_limit_headers(headers) -> dict:
 class UpstreamResponse:
     """A 2xx upstream answer: JSON body or a stream of raw bytes."""
 
-    def __init__(self, response: requests.Response):
+    def __init__(self, response: urllib3.BaseHTTPResponse):
         self._response = response
         self.headers = response.headers
         self.rate_limits = rate_limit_headers(response.headers)
 
     def json(self) -> dict:
         try:
-            body = json.loads(self._response.content)
-        except (ValueError, requests.RequestException) as exc:
+            body = json.loads(self._response.data)
+        except (ValueError, HTTPError, OSError) as exc:
             raise UpstreamError("protocol", f"The upstream sent an unreadable answer ({type(exc).__name__}).") from None
+        finally:
+            self._response.release_conn()
         if not isinstance(body, dict):
             raise UpstreamError("protocol", "The upstream answer is not a JSON object.")
         return body
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body as it arrives (a cut or a read timeout raises UpstreamError); closed when it ends or is closed."""
-        raw = self._response.raw
+        response = self._response
         try:
             while True:
-                chunk = raw.read1(65536)
+                chunk = response.read1(65536)
                 if not chunk:
+                    response.release_conn()  # read to its end: the connection goes back to the pool
                     return
                 yield chunk
-        except requests.exceptions.ReadTimeout:
+        except ReadTimeoutError:
             raise UpstreamError("timeout", "The upstream stopped sending (read timeout).") from None
         except Exception as exc:  # urllib3 ProtocolError, IncompleteRead, socket errors
             if "timed out" in str(exc).lower():
@@ -124,58 +140,71 @@ class UpstreamResponse:
             # a dropped connection, like one dropped before the answer: the account is cooled down
             raise UpstreamError("connect", f"The upstream connection broke ({type(exc).__name__}).") from None
         finally:
-            self._response.close()
+            self.close()
 
     def close(self) -> None:
+        """Stop reading: a body not read to its end closes its connection (it cannot be reused)."""
         self._response.close()
+        self._response.release_conn()
 
 
 class HttpClient:
-    """One pooled session for one account."""
+    """One connection pool for one account (kept per worker, reused across requests)."""
 
     def __init__(self, base_url: str, headers: dict, timeouts: Timeouts):
         self.base_url = base_url.rstrip("/")
+        self.prefix = urllib3.util.parse_url(self.base_url).path or ""
         self.timeouts = timeouts
-        self.session = requests.Session()
-        self.session.headers.update(headers)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=256, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.trust_env = False
+        self.headers = {"User-Agent": "onekeyllm", **headers}
+        self.pool = urllib3.connection_from_url(self.base_url, maxsize=256, block=False, retries=False,
+                                                **_tls_options(self.base_url))
 
     def request(self, method: str, path: str, *, body: Optional[bytes] = None, headers: Optional[dict] = None,
                 stream: bool = False, read_timeout: Optional[float] = None) -> UpstreamResponse:
         """Send one request; non-2xx answers and transport failures raise UpstreamError."""
-        url = self.base_url + path
-        timeout = (self.timeouts.connect, read_timeout or self.timeouts.read)
+        timeout = urllib3.Timeout(connect=self.timeouts.connect, read=read_timeout or self.timeouts.read)
         try:
-            response = self.session.request(method, url, data=body, headers=headers, stream=stream,
-                                            timeout=timeout, allow_redirects=False)
-        except requests.exceptions.ConnectTimeout:
-            raise UpstreamError("timeout", "Timed out connecting to the upstream.") from None
-        except requests.exceptions.ReadTimeout:
-            raise UpstreamError("timeout", "The upstream did not answer in time.") from None
-        except requests.exceptions.ConnectionError as exc:
-            reason = "could not be resolved" if "resolve" in str(exc).lower() or "name" in str(exc).lower() \
+            response = self.pool.urlopen(method, self.prefix + path, body=body,
+                                         headers={**self.headers, **headers} if headers else self.headers,
+                                         timeout=timeout, retries=False, redirect=False,
+                                         preload_content=not stream, assert_same_host=False)
+        except (NameResolutionError, NewConnectionError) as exc:  # before ConnectTimeoutError: a subclass of it
+            reason = "could not be resolved" if isinstance(exc, NameResolutionError) \
                 else "refused or dropped the connection"
             raise UpstreamError("connect", f"The upstream {reason}.") from None
-        except requests.RequestException as exc:
-            raise UpstreamError("connect", f"The upstream could not be reached ({type(exc).__name__}).") from None
-        if response.status_code >= 300:
+        except ConnectTimeoutError:
+            raise UpstreamError("timeout", "Timed out connecting to the upstream.") from None
+        except ReadTimeoutError:
+            raise UpstreamError("timeout", "The upstream did not answer in time.") from None
+        except (HTTPError, OSError) as exc:  # ProtocolError (a hang-up), SSLError, socket errors
+            raise UpstreamError("connect", f"The upstream refused or dropped the connection ({type(exc).__name__}).") \
+                from None
+        if response.status >= 300:
             try:
                 message, error_type = _error_message(response)
-            except requests.RequestException:
-                message, error_type = f"HTTP {response.status_code}", None
+            except (HTTPError, OSError):
+                message, error_type = f"HTTP {response.status}", None
             finally:
-                response.close()
-            error = UpstreamError("status", message, status=response.status_code,
+                response.release_conn()
+            error = UpstreamError("status", message, status=response.status,
                                   retry_after=_retry_after(response.headers), error_type=error_type)
             error.rate_limits = rate_limit_headers(response.headers)
             raise error
         return UpstreamResponse(response)
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.close()
+
+
+def _tls_options(url: str) -> dict:
+    """HTTPS pools verify against certifi's bundle when it is installed (as requests did), else the system's."""
+    if not url.lower().startswith("https:"):
+        return {}
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover
+        return {"cert_reqs": "CERT_REQUIRED"}
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": certifi.where()}
 
 
 _clients: dict = {}

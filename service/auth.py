@@ -68,15 +68,43 @@ def bearer_token(allow_x_api_key: bool = False) -> Optional[str]:
     return None
 
 
-def find_key(value: str) -> Optional[ApiKey]:
-    """The live key row for a plaintext key, compared by keyed hash in constant time."""
+def key_digest(value: str) -> Optional[str]:
+    """The keyed hash a plaintext key is stored under; None for what cannot be one of our keys."""
     if not value.startswith(KEY_PREFIX) or len(value) > 200:
         return None
-    digest = hash_secret(_secrets().pepper, value)
+    return hash_secret(_secrets().pepper, value)
+
+
+def find_key(value: str) -> Optional[ApiKey]:
+    """The key row for a plaintext key, compared by keyed hash in constant time."""
+    digest = key_digest(value)
+    if digest is None:
+        return None
     row = KEY_BY_HASH.first(ApiKey, CATALOG_VERSION_KEY, digest)
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     row.catalog_version = row.catalog_version or "0"  # no admin write yet
+    return row
+
+
+def key_credential() -> str:
+    """The key the caller sent (401 when none); /v1/messages also takes it from `x-api-key`."""
+    value = bearer_token(allow_x_api_key=request.path.startswith("/v1/messages"))
+    if not value:
+        raise ApiError(401, "Missing API key: send `Authorization: Bearer sk-lazytech-…`.",
+                       code="missing_api_key")
+    return value
+
+
+def authenticate(value: str) -> ApiKey:
+    """The live key row for a plaintext key (401 when unknown, revoked, disabled or expired)."""
+    row = find_key(value)
+    if row is None or row.revoked:
+        raise ApiError(401, "Invalid API key.", code="invalid_api_key")
+    if row.disabled:
+        raise ApiError(401, "This API key is disabled.", code="key_disabled")
+    if row.expires_at is not None and row.expires_at <= time.time():
+        raise ApiError(401, "This API key has expired.", code="key_expired")
     return row
 
 
@@ -85,17 +113,7 @@ def require_key() -> ApiKey:
     cached = g.get("api_key")
     if cached is not None:
         return cached
-    value = bearer_token(allow_x_api_key=request.path.startswith("/v1/messages"))
-    if not value:
-        raise ApiError(401, "Missing API key: send `Authorization: Bearer sk-lazytech-…`.",
-                       code="missing_api_key")
-    row = find_key(value)
-    if row is None or row.revoked:
-        raise ApiError(401, "Invalid API key.", code="invalid_api_key")
-    if row.disabled:
-        raise ApiError(401, "This API key is disabled.", code="key_disabled")
-    if row.expires_at is not None and row.expires_at <= time.time():
-        raise ApiError(401, "This API key has expired.", code="key_expired")
+    row = authenticate(key_credential())
     g.api_key = row
     return row
 

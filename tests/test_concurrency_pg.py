@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from aiosmtpd.controller import Controller
-from conftest import Server, free_port, fresh_database_url, is_postgres, start_server
+from conftest import Server, clear_of_window_boundary, free_port, fresh_database_url, is_postgres, start_server
 
 from service.db import make_database
 
@@ -93,13 +93,6 @@ def chat(url: str, key: str, model: str, stream: bool = False) -> requests.Respo
     body = {"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 20,
             "stream": stream}
     return requests.post(url + "/v1" + CHAT, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-
-def clear_of_window_boundary(window: int, margin: float = 3) -> None:
-    """Wait out the end of a fixed rate window, so a test's requests fall into one window."""
-    into = time.time() % window
-    if into > window - margin:
-        time.sleep(window - into + 0.2)
 
 
 # ---------------------------------------------------------------- two processes, one PostgreSQL database

@@ -1,11 +1,13 @@
 """The foundation as a newcomer meets it: ping, catalog, keys, admin API, errors, through real clients."""
 from __future__ import annotations
 
+import json
+
 import anthropic
 import openai
 import pytest
 import requests
-from conftest import is_postgres
+from conftest import clear_of_window_boundary, is_postgres
 
 
 def test_ping_answers_without_a_key(gateway):
@@ -102,6 +104,34 @@ def test_user_routes_refuse_missing_and_revoked_keys(gateway):
     refused = requests.post(gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=5)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
     assert gateway.admin("GET", f"/keys/{created['id']}").status_code == 404
+
+
+def test_a_bad_key_is_the_answer_whatever_else_is_wrong_with_the_request(gateway):
+    # the gateway finds a key by its grant; every refusal before it must still read the key first
+    created = gateway.create_key(name="bad-and-wrong")
+    headers = {"Authorization": f"Bearer {created['key']}", "Content-Type": "application/json"}
+    ok = {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]}
+    assert requests.post(gateway.v1 + "/chat/completions", json=ok, headers=headers, timeout=5).status_code == 200
+    gateway.admin("DELETE", f"/keys/{created['id']}")
+    for data in (json.dumps(ok), "{not json", json.dumps({"model": "echo-1"}),
+                 json.dumps({"model": "no-such-model", "messages": ok["messages"]})):
+        refused = requests.post(gateway.v1 + "/chat/completions", data=data, headers=headers, timeout=5)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", data
+
+
+def test_a_keys_model_list_and_rpm_apply_from_the_next_request(gateway):
+    created = gateway.create_key(name="narrowed")
+    headers = {"Authorization": f"Bearer {created['key']}"}
+    body = {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]}
+    assert requests.post(gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=5).status_code == 200
+    gateway.admin("PATCH", f"/keys/{created['id']}", json={"models": ["some-other-model"]})
+    refused = requests.post(gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=5)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+    gateway.admin("PATCH", f"/keys/{created['id']}", json={"models": None, "rpm": 1})
+    clear_of_window_boundary(60)
+    first = requests.post(gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=5)
+    second = requests.post(gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=5)
+    assert (first.status_code, second.status_code) == (200, 429)  # the refused request did not count
 
 
 def test_messages_routes_take_x_api_key_and_answer_the_anthropic_envelope(gateway, user_key):

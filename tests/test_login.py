@@ -17,7 +17,7 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import free_port, start_server
+from conftest import clear_of_window_boundary, free_port, start_server
 
 JWT_SECRET = "test-jwt-secret-" + "x" * 32
 SMTP_USER, SMTP_PASSWORD = "mailer@example.com", "p@ss:word/1"
@@ -109,13 +109,6 @@ def user_call(server, token: str, method: str, path: str, **kwargs) -> requests.
 
 def wrong_code(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-def clear_of_window_boundary(margin: float = 15) -> None:
-    """Wait out the end of the current send window, so a rate-limit test runs inside one window."""
-    into = time.time() % SEND_WINDOW
-    if into > SEND_WINDOW - margin:
-        time.sleep(SEND_WINDOW - into + 0.5)
 
 
 # ---------------------------------------------------------------- codes and tokens
@@ -251,7 +244,7 @@ def test_sending_is_rate_limited_per_address_and_per_client(mailbox, tmp_path):
     _, port = mailbox
     server = start_server(tmp_path, name="default-limits", extra_env={"ONEKEYLLM_SMTP_URL": smtp_url(port)})
     try:
-        clear_of_window_boundary()
+        clear_of_window_boundary(SEND_WINDOW, margin=15)
         address = new_address()
         assert [send_code(server, address).status_code for _ in range(3)] == [200, 200, 200]
         limited = send_code(server, address)

@@ -6,7 +6,7 @@ import json
 from flask import Response, current_app, jsonify, request
 
 from ..api_error import ApiError
-from ..auth import require_key
+from ..auth import authenticate, key_credential, key_digest
 from ..gateway.pipeline import Answer, Call, handle
 from ..request_guard import request_body
 from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
@@ -40,13 +40,25 @@ def to_response(answer: Answer) -> Response:
 
 
 def run(inbound: str) -> Response:
-    """Serve one gateway call in the `inbound` format for the calling key."""
-    key = require_key()
-    body = json_body()
+    """Serve one gateway call in the `inbound` format for the calling key.
+
+    The key is not read here: the pipeline's grant finds and checks it by its hash (see pipeline._prepare);
+    it is read first only where something has to be refused, so that a bad key is always the answer.
+    """
+    credential = key_credential()
+    key_hash = key_digest(credential)
+    if key_hash is None:
+        authenticate(credential)  # not one of our keys: 401
+    try:
+        body = json_body()
+    except ApiError:
+        authenticate(credential)
+        raise
     forward = {name: request.headers[name] for name in FORWARDED if name in request.headers}
-    call = Call(inbound=inbound, endpoint=request.path, body=body, key=key,
+    call = Call(inbound=inbound, endpoint=request.path, body=body, key=None,
                 settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
-                query=request.query_string.decode("latin-1"))
+                query=request.query_string.decode("latin-1"), key_hash=key_hash,
+                authenticate=lambda: authenticate(credential))
     return to_response(handle(call))
 
 

@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import peewee as pw
-
 from ..db import database, is_postgres
 from ..ids import new_id
 from ..models import ApiKey, BudgetHold, RequestLog
@@ -24,6 +22,7 @@ from ..prepared import Prepared
 from . import holds
 from .canonical import Usage
 from .capacity import note_settled
+from .catalog import VERSION_KEY as CATALOG_VERSION_KEY
 from .catalog import ModelInfo
 
 INPUT_MARGIN = 1.25  # the input estimate may be short of the upstream's count
@@ -53,8 +52,13 @@ class BudgetExhausted(Exception):
     """The key cannot afford even a minimal answer."""
 
 
-def plan_reservation(key: ApiKey, model: ModelInfo, input_tokens: int, requested_output: Optional[int]) -> Reservation:
-    """The worst case of a request, its output capped at what the key's remaining budget affords."""
+def plan_reservation(key: Optional[ApiKey], model: ModelInfo, input_tokens: int,
+                     requested_output: Optional[int]) -> Reservation:
+    """The worst case of a request, its output capped at what the key's remaining budget affords.
+
+    Without the key's row (not read yet: the grant by hash reads it), the worst case is not capped; a grant
+    it does not fit is refused, and the request is planned again on the key's own figures.
+    """
     try:
         return _plan(key, model, input_tokens, requested_output)
     except BudgetExhausted:
@@ -64,12 +68,12 @@ def plan_reservation(key: ApiKey, model: ModelInfo, input_tokens: int, requested
     return _plan(ApiKey.get_by_id(key.id), model, input_tokens, requested_output)
 
 
-def _plan(key: ApiKey, model: ModelInfo, input_tokens: int, requested_output: Optional[int]) -> Reservation:
+def _plan(key: Optional[ApiKey], model: ModelInfo, input_tokens: int, requested_output: Optional[int]) -> Reservation:
     wanted = requested_output or model.max_output_tokens or DEFAULT_MAX_OUTPUT
     input_cost = cost_nano(int(input_tokens * INPUT_MARGIN) + 1, model.input_nano_per_mtok)
     out_price = model.output_nano_per_mtok
     capped = False
-    if key.budget_nano is not None:
+    if key is not None and key.budget_nano is not None:
         remaining = key.budget_nano - key.used_nano - key.reserved_nano
         if remaining <= 0 or input_cost > remaining:
             raise BudgetExhausted()
@@ -79,54 +83,68 @@ def _plan(key: ApiKey, model: ModelInfo, input_tokens: int, requested_output: Op
                 raise BudgetExhausted()
             if affordable < wanted:
                 wanted, capped = int(affordable), True
-    return Reservation(key.id, input_cost + cost_nano(wanted, out_price), wanted, capped)
+    return Reservation(key.id if key is not None else "", input_cost + cost_nano(wanted, out_price), wanted, capped)
 
 
-def reserve(reservation: Reservation) -> None:
-    """Hold the worst case atomically, in a hold row named by this process; BudgetExhausted if the key cannot."""
-    if not _hold(reservation) and not (holds.sweep_if_due() and _hold(reservation)):
+def reserve(reservation: Reservation) -> ApiKey:
+    """Hold the worst case atomically, in a hold row named by this process; the key's row as granted.
+
+    BudgetExhausted if the key cannot afford it (after giving back the holds of stopped processes, if due).
+    """
+    granted = grant(reservation)
+    if granted is None and holds.sweep_if_due():
+        granted = grant(reservation)
+    if granted is None:
         raise BudgetExhausted()
+    return granted
 
 
-def _grant_query(amount: int, key_id: str, worst: int) -> pw.Query:
-    key = ApiKey
-    condition = (key.id == key_id) & (key.budget_nano.is_null() | (
-        (key.used_nano < key.budget_nano) & (key.used_nano + key.reserved_nano + worst <= key.budget_nano)))
-    return key.update(reserved_nano=key.reserved_nano + amount).where(condition)
+# The grant: the conditional reservation, its hold row, the key's row as it now is and the catalog version,
+# in one statement on PostgreSQL. By hash, it is also the key's authentication: a key that is revoked,
+# disabled or expired is granted nothing. Its commit does not wait for the WAL flush (synchronous_commit off
+# for this transaction only): a reservation only ever holds budget back, and the settlement that follows is a
+# synchronous commit, which makes it durable too.
+_BUDGET_CONDITION = ("(budget_nano IS NULL OR (used_nano < budget_nano AND used_nano + reserved_nano + {p} "
+                     "<= budget_nano))")
+_MATCH = {"id": "id = {p}",
+          "hash": "key_hash = {p} AND NOT revoked AND NOT disabled AND (expires_at IS NULL OR expires_at > {p})"}
+_HOLD_COLUMNS = "id, key_id, amount_nano, owner, created_at"
+GRANT_SQL_POSTGRES = {by: f"""
+WITH granted AS (
+    UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match} AND {_BUDGET_CONDITION} RETURNING *),
+held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s FROM granted)
+SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
+    set_config('synchronous_commit', 'off', true) AS async_commit
+FROM granted""".format(p="%s") for by, match in _MATCH.items()}
+GRANT_SQL_SQLITE = {by: f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION}"
+                    .format(p="?") for by, match in _MATCH.items()}
+KEY_ROW_SQL_SQLITE = {by: 'SELECT *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version FROM api_key '
+                      "WHERE " + ("id = ?" if by == "id" else "key_hash = ?") for by in _MATCH}
+INSERT_HOLD_SQL_SQLITE = f"INSERT INTO budget_hold ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 
 
-def _hold_fields(hold_id: str, key_id: str, amount: int, owner: str, created_at: float) -> dict:
-    return {"id": hold_id, "key_id": key_id, "amount_nano": amount, "owner": owner, "created_at": created_at}
+def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[ApiKey]:
+    """One attempt at the reservation, for the key `reservation.key_id` or else the live key `key_hash`.
 
-
-def _grant_and_hold_query(amount: int, key_id: str, worst: int, hold_id: str, hold_key_id: str, hold_amount: int,
-                          owner: str, created_at: float) -> pw.Query:
-    """PostgreSQL: the grant and its hold row in one statement (one round trip, as without holds)."""
-    granted = _grant_query(amount, key_id, worst).returning(ApiKey.id).cte("granted")
-    values = _hold_fields(hold_id, hold_key_id, hold_amount, owner, created_at)
-    row = granted.select(*[pw.Value(value) for value in values.values()])
-    return BudgetHold.insert_from(row, [getattr(BudgetHold, name) for name in values]).with_cte(granted)
-
-
-GRANT = Prepared(_grant_query)
-INSERT_HOLD = Prepared(lambda *values: BudgetHold.insert(_hold_fields(*values)))
-GRANT_AND_HOLD = Prepared(_grant_and_hold_query)
-
-
-def _hold(reservation: Reservation) -> bool:
-    """One attempt at the conditional reservation; whether it was granted."""
-    amount, key_id = reservation.amount, reservation.key_id
-    hold = (new_id("hold"), key_id, amount, holds.owner(), time.time())
+    The key's row once granted (with `catalog_version`), None when not granted. Sets `hold_id` (and `key_id`).
+    """
+    now = time.time()
+    by, match = ("hash", (key_hash, int(now))) if key_hash is not None else ("id", (reservation.key_id,))
+    amount, hold_id, owner = reservation.amount, new_id("hold"), holds.owner()
     if is_postgres():
-        if not GRANT_AND_HOLD.rowcount(amount, key_id, amount, *hold):
-            return False
+        params = (amount, *match, amount, hold_id, amount, owner, now, CATALOG_VERSION_KEY)
+        row = next(iter(ApiKey.raw(GRANT_SQL_POSTGRES[by], *params)), None)
     else:
         with database.atomic():
-            if GRANT.rowcount(amount, key_id, amount) != 1:
-                return False
-            INSERT_HOLD.rowcount(*hold)
-    reservation.hold_id = hold[0]
-    return True
+            if database.execute_sql(GRANT_SQL_SQLITE[by], (amount, *match, amount)).rowcount != 1:
+                return None
+            row = next(iter(ApiKey.raw(KEY_ROW_SQL_SQLITE[by], CATALOG_VERSION_KEY, match[0])))
+            database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now))
+    if row is None:
+        return None
+    row.catalog_version = row.catalog_version or "0"  # no admin write yet
+    reservation.key_id, reservation.hold_id = row.id, hold_id
+    return row
 
 
 @dataclass

@@ -107,6 +107,11 @@ def snapshot(version: Optional[str] = None) -> Snapshot:
         return _current
 
 
+def latest() -> Snapshot:
+    """The catalog this worker holds (read once if it holds none); whoever uses it checks its version later."""
+    return _current or snapshot()
+
+
 def bump_version() -> None:
     """Tell every worker that accounts or models changed (call after an admin write)."""
     global _current

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from ..api_error import ApiError
 from ..config import Settings
@@ -22,7 +22,7 @@ from ..sse import KEEPALIVE, encode_event, read_events, with_keepalive
 from . import billing, conversations, state
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
 from .capacity import headroom
-from .catalog import AccountInfo, ModelInfo, snapshot
+from .catalog import AccountInfo, ModelInfo, latest, snapshot
 from .codecs import CodecError, anthropic, openai_chat, openai_responses
 from .router import cooldowns, order_accounts
 from .tokens import estimate_request, estimate_text
@@ -47,10 +47,18 @@ class Call:
     inbound: str  # "chat" | "responses" | "anthropic"
     endpoint: str
     body: dict
-    key: ApiKey
+    key: Optional[ApiKey]  # the caller's key row: None until read (or granted, see `_reserve`)
     settings: Settings
     forward_headers: dict = field(default_factory=dict)  # anthropic-version / -beta, for passthrough
     query: str = ""
+    key_hash: Optional[str] = None  # what the key is stored under: the grant finds it by this
+    authenticate: Optional[Callable[[], ApiKey]] = None  # reads and checks the key (401s)
+
+    def ensure_key(self) -> ApiKey:
+        """The caller's key row, read and checked (401) where it is needed before the grant."""
+        if self.key is None:
+            self.key = self.authenticate()
+        return self.key
 
 
 @dataclass
@@ -84,33 +92,82 @@ class Turn:
 
 def handle(call: Call) -> Answer:
     """Serve one call; raises ApiError for anything the client must be told before a stream starts."""
-    codec = CODECS[call.inbound]
     try:
-        request = codec.parse_request(call.body)
-    except CodecError as error:
-        raise ApiError(400, error.message, param=error.param) from None
-    snap = snapshot(getattr(call.key, "catalog_version", None))
-    accounts = snap.serving.get(request.model)
-    if not accounts:
-        raise ApiError(400, f"The model '{request.model}' is not available: no enabled account serves it.",
-                       param="model", code="model_not_found")
-    if call.key.models and request.model not in call.key.models:
-        raise ApiError(403, f"This key may not use the model '{request.model}'.", param="model",
-                       type="permission_error", code="model_not_allowed")
-    _check_rpm(call.key)
-    own_messages = len(request.messages)
-    turn = _start_turn(call, request, snap.models[request.model])
-    turn.held_messages = len(turn.request.messages) - own_messages
-    try:
-        billing.reserve(turn.reservation)
-    except billing.BudgetExhausted:
-        raise _budget_exhausted() from None
+        turn, accounts = _prepare(call)
+    except ApiError:
+        call.ensure_key()  # a bad key is what the client hears first, whatever else is wrong
+        raise
     try:
         return _dispatch(turn, accounts)
     except BaseException:
         if not turn.settled:
             billing.release(turn.reservation)
         raise
+
+
+def _prepare(call: Call, again: bool = False) -> tuple:
+    """Parse, route and plan the call, and reserve its worst case: the turn and the accounts that serve it.
+
+    The common call reads nothing before its grant: the key is found, checked and charged by the grant
+    itself (by its hash), and the catalog is the one this worker holds. The grant answers the key's row and
+    the catalog version, so the key's model list and rpm are checked on what it answered, and a call
+    planned on a catalog that changed meanwhile is planned again.
+    """
+    codec = CODECS[call.inbound]
+    try:
+        request = codec.parse_request(call.body)
+    except CodecError as error:
+        raise ApiError(400, error.message, param=error.param) from None
+    snap = snapshot(call.key.catalog_version) if call.key is not None else latest()
+    accounts = snap.serving.get(request.model)
+    if not accounts and call.key is None:  # read the key, and the catalog as of now: a model added since is found
+        snap = snapshot(call.ensure_key().catalog_version)
+        accounts = snap.serving.get(request.model)
+    if not accounts:
+        raise ApiError(400, f"The model '{request.model}' is not available: no enabled account serves it.",
+                       param="model", code="model_not_found")
+    checked = call.key is not None
+    if checked:
+        _check_key(call.key, request.model, count=not again)
+    own_messages = len(request.messages)
+    turn = _start_turn(call, request, snap.models[request.model])
+    turn.held_messages = len(turn.request.messages) - own_messages
+    granted = _reserve(turn)
+    try:
+        if not checked:
+            _check_key(granted, request.model)
+    except ApiError:
+        billing.release(turn.reservation)
+        raise
+    call.key = granted
+    if granted.catalog_version != snap.version and not again:
+        billing.release(turn.reservation)
+        return _prepare(call, again=True)
+    return turn, accounts
+
+
+def _reserve(turn: Turn) -> ApiKey:
+    """Hold the turn's worst case; the key's row as granted (401 for a key that is not live, 402)."""
+    call = turn.call
+    if call.key is None:
+        granted = billing.grant(turn.reservation, key_hash=call.key_hash)
+        if granted is not None:
+            return granted
+        call.ensure_key()  # a live key whose budget does not fit the uncapped worst case: plan on its figures
+        _plan(turn)
+    try:
+        return billing.reserve(turn.reservation)
+    except billing.BudgetExhausted:
+        raise _budget_exhausted() from None
+
+
+def _check_key(key: ApiKey, model: str, count: bool = True) -> None:
+    """403 for a model the key may not use; 429 past its rpm (`count`: this call counts toward it)."""
+    if key.models and model not in key.models:
+        raise ApiError(403, f"This key may not use the model '{model}'.", param="model",
+                       type="permission_error", code="model_not_allowed")
+    if count:
+        _check_rpm(key)
 
 
 def _budget_exhausted() -> ApiError:
@@ -141,28 +198,36 @@ def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
         if previous:
             if not isinstance(previous, str):
                 raise ApiError(400, "previous_response_id must be a string.", param="previous_response_id")
-            request.messages = state.load_thread(previous, call.key.id) + request.messages
+            request.messages = state.load_thread(previous, call.ensure_key().id) + request.messages
             extra["previous_response_id"] = previous
         if conversation:
             with connected():
-                request.messages = conversations.load_messages(conversation, call.key.id) + request.messages
+                request.messages = conversations.load_messages(conversation, call.ensure_key().id) + request.messages
             extra["conversation"] = {"id": conversation}
         extra["store"] = call.body.get("store", True) is not False
     with connected():
-        resolve_file_parts(request, call.key.id, call.settings, chat_body=call.body if call.inbound == "chat" else None)
+        resolve_file_parts(request, lambda: call.ensure_key().id, call.settings,
+                           chat_body=call.body if call.inbound == "chat" else None)
     ctx = RenderContext(response_id=new_id(prefix, sep), model=request.model, created_at=int(time.time()),
                         request_body=call.body, extra=extra,
                         include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
                         if isinstance(call.body.get("stream_options"), dict) else False)
     turn = Turn(call=call, request=request, model=model, ctx=ctx, input_estimate=estimate_request(request),
                 started=time.time(), input_items=input_items)
+    _plan(turn)
+    return turn
+
+
+def _plan(turn: Turn) -> None:
+    """The turn's worst case, on its key's figures where read (402 when it cannot afford even a short answer)."""
+    request = turn.request
     try:
-        turn.reservation = billing.plan_reservation(call.key, model, turn.input_estimate, request.max_output_tokens)
+        turn.reservation = billing.plan_reservation(turn.call.key, turn.model, turn.input_estimate,
+                                                    request.max_output_tokens)
     except billing.BudgetExhausted:
         raise _budget_exhausted() from None
     if turn.reservation.capped:
         request.max_output_tokens = turn.reservation.max_output_tokens
-    return turn
 
 
 # ---------------------------------------------------------------- routing and failover

@@ -5,6 +5,7 @@ import gc
 import os
 
 from .db import database
+from .gateway.billing import SETTLEMENTS
 
 
 def _live_greenlets() -> int:
@@ -24,4 +25,5 @@ def process_diagnostics() -> dict:
     pool = database.obj
     return {"object": "diagnostics", "pid": os.getpid(), "greenlets": _live_greenlets(), "open_fds": fds,
             "db_connections_in_use": len(getattr(pool, "_in_use", {}) or {}),
-            "db_connections_idle": len(getattr(pool, "_connections", []) or [])}
+            "db_connections_idle": len(getattr(pool, "_connections", []) or []),
+            "settlement_transactions": SETTLEMENTS.transactions, "settlements": SETTLEMENTS.items}

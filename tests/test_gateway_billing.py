@@ -9,6 +9,7 @@ from decimal import Decimal
 import openai
 import pytest
 import requests
+from conftest import is_postgres
 
 from service.db import database, init_database
 from service.models import ApiKey, RequestLog
@@ -227,3 +228,33 @@ def test_sdks_raise_on_a_broken_stream(gateway, accounts):
         with ant.messages.stream(model=accounts[("chat", "cut")], max_tokens=20,
                                  messages=[{"role": "user", "content": "hi"}]) as events:
             events.get_final_message()
+
+
+def test_requests_settling_together_share_transactions_and_lose_nothing(gateway, upstream, db):
+    # 40 requests answered at the same moment (the upstream holds each 0.3 s): on PostgreSQL their settlements
+    # queue behind one another and are written in shared transactions (SQLite's writes never yield to the
+    # other requests of a process: nothing can queue there); each answer still has its row and charge
+    gateway.create_model("bl-together", max_output_tokens=1000, **PRICES)
+    gateway.create_account(provider="openai", base_url=upstream.base_url("openai", "slow-0.3"), api="chat",
+                           api_key="sk-upstream-together", models=["bl-together"],
+                           model_map={"bl-together": "gpt-fake-1"})
+    key = gateway.create_key(budget="100", name="together")
+    before = gateway.admin("GET", "/diagnostics").json()
+
+    def one(i: int) -> int:
+        return post(gateway, key["key"], "chat", body_for("chat", "bl-together", stream=i % 2 == 1)).status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(one, range(40)))
+    assert statuses == [200] * 40
+    after = gateway.admin("GET", "/diagnostics").json()
+    settled = after["settlements"] - before["settlements"]
+    transactions = after["settlement_transactions"] - before["settlement_transactions"]
+    assert settled == 40
+    if is_postgres():
+        assert transactions < settled, (transactions, settled)  # batched
+    else:
+        assert transactions == settled
+    rows = log_rows(db, key["id"])
+    assert len(rows) == 40 and all(r.status_code == 200 and r.cost_nano > 0 for r in rows)
+    assert_spend_matches_log(gateway, db, key)

@@ -206,6 +206,8 @@ class DiagnosticsSchema(ma.Schema):
     open_fds = fields.Integer(allow_none=True)
     db_connections_in_use = fields.Integer()
     db_connections_idle = fields.Integer()
+    settlement_transactions = fields.Integer(metadata={"description": "Settlement transactions this process wrote"})
+    settlements = fields.Integer(metadata={"description": "Requests they settled (more than transactions: batched)"})
 
 
 class DeletedSchema(ma.Schema):

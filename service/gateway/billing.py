@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..db import database, is_postgres
+from ..group_commit import GroupCommit
 from ..ids import new_id
 from ..models import ApiKey, BudgetHold, RequestLog
 from ..money import cost_nano
@@ -171,38 +172,99 @@ CHARGE = Prepared(lambda charge, held, now, key_id: ApiKey.update(
     last_used_at=now).where(ApiKey.id == key_id))
 
 
+@dataclass
+class Settlement:
+    """What settling one request writes: its hold released, its key charged, its log row."""
+
+    hold_id: Optional[str]  # None: nothing was held (or no key to charge, with key_id None)
+    key_id: Optional[str]
+    amount: int  # what the hold held
+    charge: int
+    now: float
+    log_row: tuple
+
+
 # Deleting the hold is the claim on its amount (see holds.py): released once, by whoever deletes it.
-SETTLE_SQL_POSTGRES = """
+_LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
+_LOG_VALUES = "(" + ", ".join(["%s"] * len(LOG_FIELDS)) + ")"
+SETTLE_SQL_POSTGRES = f"""
 WITH dropped AS (DELETE FROM budget_hold WHERE id = %s RETURNING amount_nano),
 charged AS (
     UPDATE api_key SET used_nano = used_nano + %s,
         reserved_nano = reserved_nano - COALESCE((SELECT sum(amount_nano) FROM dropped), 0), last_used_at = %s
     WHERE id = %s RETURNING id)
-INSERT INTO request_log ({columns}) VALUES ({values})
-""".format(columns=", ".join(f'"{name}"' for name in LOG_FIELDS), values=", ".join(["%s"] * len(LOG_FIELDS)))
+INSERT INTO request_log ({_LOG_COLUMNS}) VALUES {_LOG_VALUES}
+"""
+# Many settlements in one statement: each key's row is updated once, by the sum of its charges and releases.
+SETTLE_MANY_SQL_POSTGRES = """
+WITH entries (hold_id, key_id, charge) AS (VALUES {entries}),
+dropped AS (DELETE FROM budget_hold WHERE id IN (SELECT hold_id FROM entries) RETURNING id, amount_nano),
+per_key AS (
+    SELECT e.key_id, sum(e.charge) AS charge, COALESCE(sum(d.amount_nano), 0) AS released
+    FROM entries e LEFT JOIN dropped d ON d.id = e.hold_id WHERE e.key_id IS NOT NULL GROUP BY e.key_id),
+charged AS (
+    UPDATE api_key SET used_nano = used_nano + per_key.charge, reserved_nano = reserved_nano - per_key.released,
+        last_used_at = %s
+    FROM per_key WHERE api_key.id = per_key.key_id RETURNING api_key.id)
+INSERT INTO request_log ({columns}) VALUES {rows}
+"""
 
 
 def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
-    """Release the hold, charge the real cost (at most the hold) and write the log row; returns the charge."""
+    """Release the hold, charge the real cost (at most the hold) and write the log row; returns the charge.
+
+    Returns once all of it is committed: requests that settle together share one transaction (group_commit).
+    """
     charge = entry.cost if reservation is None else min(entry.cost, reservation.amount)
     now = time.time()
     usage = entry.usage
     log_row = (new_id("req"), entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
                entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, charge,
                int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500])
-    if reservation is not None and reservation.hold_id is not None and is_postgres():
-        # one statement: the key's row is locked for the statement only, never across round trips
-        database.execute_sql(SETTLE_SQL_POSTGRES, (reservation.hold_id, charge, int(now), reservation.key_id,
-                                                   *log_row))
-    else:
-        with database.atomic():
-            if reservation is not None:
-                # the hold may have been given back already (its process was taken for dead): release it once only
-                held = _drop_hold(reservation)
-                CHARGE.rowcount(charge, held, int(now), reservation.key_id)
-            INSERT_LOG.rowcount(*log_row)
+    held = reservation is not None
+    SETTLEMENTS.submit(Settlement(reservation.hold_id if held else None, reservation.key_id if held else None,
+                                  reservation.amount if held else 0, charge, now, log_row))
     note_settled(entry.account, charge, entry.usage.input_tokens + entry.usage.output_tokens, entry.started)
     return charge
+
+
+def _write_settlement(s: Settlement) -> None:
+    if s.hold_id is not None and is_postgres():
+        # one statement: the key's row is locked for the statement only, never across round trips
+        database.execute_sql(SETTLE_SQL_POSTGRES, (s.hold_id, s.charge, int(s.now), s.key_id, *s.log_row))
+        return
+    with database.atomic():
+        if s.key_id is not None:
+            # the hold may have been given back already (its process was taken for dead): release it once only
+            released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
+            CHARGE.rowcount(s.charge, released, int(s.now), s.key_id)
+        INSERT_LOG.rowcount(*s.log_row)
+
+
+def _write_settlements(batch: list) -> None:
+    now = int(max(s.now for s in batch))
+    if is_postgres():
+        sql = SETTLE_MANY_SQL_POSTGRES.format(entries=", ".join(["(%s::text, %s::text, %s::bigint)"] * len(batch)),
+                                              columns=_LOG_COLUMNS, rows=", ".join([_LOG_VALUES] * len(batch)))
+        params = [value for s in batch for value in (s.hold_id, s.key_id, s.charge)]
+        params.append(now)
+        params += [value for s in batch for value in s.log_row]
+        database.execute_sql(sql, params)
+        return
+    with database.atomic():
+        per_key: dict = {}
+        for s in batch:
+            if s.key_id is None:
+                continue
+            released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
+            charge, total = per_key.get(s.key_id, (0, 0))
+            per_key[s.key_id] = (charge + s.charge, total + released)
+        for key_id, (charge, released) in per_key.items():
+            CHARGE.rowcount(charge, released, now, key_id)
+        RequestLog.insert_many([dict(zip(LOG_FIELDS, s.log_row)) for s in batch]).execute()
+
+
+SETTLEMENTS: GroupCommit[Settlement] = GroupCommit(_write_settlement, _write_settlements)
 
 
 def _drop_hold(reservation: Reservation) -> int:

@@ -57,20 +57,26 @@ def read_events(chunks: Iterable[bytes]) -> Iterator[tuple[Optional[str], str]]:
 _DONE = object()
 
 
-def with_keepalive(iterator: Iterator, interval: float) -> Iterator:
-    """Items of `iterator`, with None yielded whenever `interval` seconds pass without one.
+MAX_BATCH = 32  # events per write at most: a client that hung up is noticed within a few writes
+
+
+def batches_with_keepalive(iterator: Iterator, interval: float) -> Iterator[Optional[list]]:
+    """The items of `iterator` in lists of those available at once (up to MAX_BATCH), and None whenever
+    `interval` seconds pass without one.
 
     Under gevent a reader greenlet feeds a queue, so the caller can send a
-    keep-alive comment during long upstream silences; without gevent the
-    items pass straight through. Exceptions of the iterator are re-raised.
+    keep-alive comment during long upstream silences, and can write all the
+    events one upstream read brought in one piece (one send instead of one per
+    event); without gevent each item comes alone. Exceptions of the iterator are
+    re-raised after the items before them.
     """
     try:
         from gevent import monkey
     except ImportError:  # pragma: no cover
-        yield from iterator
-        return
-    if not monkey.is_module_patched("socket") or interval <= 0:
-        yield from iterator
+        monkey = None
+    if monkey is None or not monkey.is_module_patched("socket") or interval <= 0:
+        for item in iterator:
+            yield [item]
         return
     import gevent
     from gevent.queue import Empty, Queue
@@ -94,10 +100,20 @@ def with_keepalive(iterator: Iterator, interval: float) -> Iterator:
             except Empty:
                 yield None
                 continue
+            batch = []
+            while item is not _DONE:
+                batch.append(item)
+                if len(batch) == MAX_BATCH:
+                    break
+                try:
+                    item, error = queue.get_nowait()
+                except Empty:
+                    break
+            if batch:
+                yield batch
             if item is _DONE:
                 if error is not None:
                     raise error
                 return
-            yield item
     finally:
         reader.kill(block=False)

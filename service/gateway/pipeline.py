@@ -18,7 +18,7 @@ from ..files import resolve_file_parts
 from ..ids import new_id
 from ..models import Account, ApiKey
 from ..ratelimit import count_in_window
-from ..sse import KEEPALIVE, encode_event, read_events, with_keepalive
+from ..sse import KEEPALIVE, batches_with_keepalive, encode_event, read_events
 from . import billing, conversations, state
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
 from .capacity import headroom
@@ -492,41 +492,49 @@ def _stop_reading(source: Iterator) -> None:
 
 
 def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
-    """Canonical events rendered in the client's format; billed and stored whatever happens."""
+    """Canonical events rendered in the client's format; billed and stored whatever happens.
+
+    The events that arrive together leave together: one write per upstream read, not per event.
+    """
     renderer = codec.StreamRenderer(turn.ctx)
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     status, error = CLIENT_CLOSED, None
-    source = with_keepalive(events, turn.call.settings.keepalive_seconds)
+    source = batches_with_keepalive(events, turn.call.settings.keepalive_seconds)
+    out: list = []  # encoded, not yet written
     try:
-        for event in source:
-            if event is None:
+        for batch in source:
+            if batch is None:
                 yield KEEPALIVE
                 continue
-            if event.type == "tool_call":
-                event = replace(event, call_id=_client_call_id(turn, event.call_id))
-            builder.feed(event)
-            if event.type == "error":
-                raise UpstreamError("status", event.text or "The upstream reported an error.",
-                                    error_type=event.error_type)
-            for name, payload in renderer.feed(event):
-                yield encode_event(name, payload)
+            for event in batch:
+                if event.type == "tool_call":
+                    event = replace(event, call_id=_client_call_id(turn, event.call_id))
+                builder.feed(event)
+                if event.type == "error":
+                    raise UpstreamError("status", event.text or "The upstream reported an error.",
+                                        error_type=event.error_type)
+                out += [encode_event(name, payload) for name, payload in renderer.feed(event)]
+            if out:
+                written, out = b"".join(out), []
+                yield written
         if not builder.finished:
             raise UpstreamError("protocol", "The upstream stream ended early.")
         tail = renderer.close()
         status = 200
         # recorded before the closing events leave: a client that saw the end has its row
         _finish_stream(turn, status, builder.response, error, _final_body(turn, tail, builder.response))
-        for name, payload in tail:
-            yield encode_event(name, payload)
+        out += [encode_event(name, payload) for name, payload in tail]
     except (UpstreamError, CodecError) as exc:
         status, error = 502, getattr(exc, "message", str(exc))
         _note_stream_failure(turn, exc)
-        for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
-            yield encode_event(name, payload)
+        out += [encode_event(name, payload) for name, payload in
+                renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None))]
     finally:
         _stop_reading(source)
         if not turn.settled:
             _finish_stream(turn, status, builder.response, error, None)
+    if out:
+        yield b"".join(out)
 
 
 def _final_body(turn: Turn, tail: list, response: Response) -> Optional[dict]:
@@ -550,55 +558,38 @@ def _finish_stream(turn: Turn, status: int, response: Response, error: Optional[
 
 
 def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
-    """The upstream's own events, forwarded as they come, observed for usage and storage."""
+    """The upstream's own events, forwarded as they come (those that arrive together in one write),
+    observed for usage and storage."""
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     inbound = turn.call.inbound
-    drop_usage_chunk = inbound == "chat" and not turn.ctx.include_usage
-    upstream_model = turn.account.upstream_model(turn.request.model)
-    rename = upstream_model != turn.request.model
     status, error, final = CLIENT_CLOSED, None, None
     adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
-    source = with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
+    source = batches_with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
+    out: list = []  # encoded, not yet written
     try:
-        for item in source:
-            if item is None:
+        for batch in source:
+            if batch is None:
                 yield KEEPALIVE
                 continue
-            name, data = item
-            if adopt_id:
-                adopt_id = False
-                _adopt_upstream_id(turn, name, data)
-            for event in parser.feed(name, data):
-                builder.feed(event)
-                if event.type == "error":
-                    error = event.text
-            if inbound == "chat":
-                if data.strip() == "[DONE]":
-                    if builder.finished and not error and not turn.settled:
-                        status = 200  # recorded before the closing event leaves
-                        _finish_stream(turn, status, builder.response, error, final)
-                    yield encode_event(None, "[DONE]")
+            for name, data in batch:
+                if adopt_id:
+                    adopt_id = False
+                    _adopt_upstream_id(turn, name, data)
+                for event in parser.feed(name, data):
+                    builder.feed(event)
+                    if event.type == "error":
+                        error = event.text
+                forwarded, final = _forwarded_event(turn, name, data, final)
+                if forwarded is None:
                     continue
-                if drop_usage_chunk and ('"choices":[]' in data or '"choices": []' in data):
-                    continue
-                if rename:
-                    data = _rename_model(data, turn.request.model)
-            elif inbound == "anthropic" and name == "message_start" and rename:
-                data = _rename_model(data, turn.request.model, nested="message")
-            elif inbound == "responses" and name in ("response.created", "response.in_progress",
-                                                     "response.completed", "response.incomplete",
-                                                     "response.failed"):
-                payload = json.loads(data)
-                response = payload.get("response") or {}
-                response = _rewrite_passthrough(turn, response)
-                payload["response"] = response
-                if name != "response.created" and name != "response.in_progress":
-                    final = response
-                data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-            if name in TERMINAL_EVENTS and builder.finished and not error and not turn.settled:
-                status = 200  # recorded before the closing event leaves
-                _finish_stream(turn, status, builder.response, error, final)
-            yield encode_event(name, data)
+                if (name in TERMINAL_EVENTS or (inbound == "chat" and data.strip() == "[DONE]")) \
+                        and builder.finished and not error and not turn.settled:
+                    status = 200  # recorded before the closing event leaves
+                    _finish_stream(turn, status, builder.response, error, final)
+                out.append(forwarded)
+            if out:
+                written, out = b"".join(out), []
+                yield written
         tail = parser.close()
         for event in tail:
             builder.feed(event)
@@ -612,12 +603,38 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
         status, error = 502, getattr(exc, "message", str(exc))
         _note_stream_failure(turn, exc)
         renderer = CODECS[inbound].StreamRenderer(turn.ctx)
-        for name, payload in renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None)):
-            yield encode_event(name, payload)
+        out += [encode_event(name, payload) for name, payload in
+                renderer.fail(f"Upstream error: {error}", getattr(exc, "error_type", None))]
     finally:
         _stop_reading(source)
         if not turn.settled:
             _finish_stream(turn, status, builder.response, error, final)
+    if out:
+        yield b"".join(out)
+
+
+def _forwarded_event(turn: Turn, name: Optional[str], data: str, final: Optional[dict]) -> tuple:
+    """An upstream event as the client gets it (None: not forwarded), and the final Responses object so far."""
+    inbound = turn.call.inbound
+    rename = turn.account.upstream_model(turn.request.model) != turn.request.model
+    if inbound == "chat":
+        if data.strip() == "[DONE]":
+            return encode_event(None, "[DONE]"), final
+        if not turn.ctx.include_usage and ('"choices":[]' in data or '"choices": []' in data):
+            return None, final  # the usage chunk the gateway asked for, which the client did not
+        if rename:
+            data = _rename_model(data, turn.request.model)
+    elif inbound == "anthropic" and name == "message_start" and rename:
+        data = _rename_model(data, turn.request.model, nested="message")
+    elif inbound == "responses" and name in ("response.created", "response.in_progress", "response.completed",
+                                             "response.incomplete", "response.failed"):
+        payload = json.loads(data)
+        response = _rewrite_passthrough(turn, payload.get("response") or {})
+        payload["response"] = response
+        if name not in ("response.created", "response.in_progress"):
+            final = response
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return encode_event(name, data), final
 
 
 def _adopt_upstream_id(turn: Turn, name: Optional[str], data: str) -> None:

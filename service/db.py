@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from urllib.parse import urlparse
 
@@ -17,6 +18,54 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",  # durable across process crashes in WAL mode
     "foreign_keys": 0,
 }
+
+
+BUSY_WAIT_SECONDS = 15.0  # how long a write waits for another process's write lock
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover
+        return False
+    return monkey.is_module_patched("socket")
+
+
+def _while_busy(action):
+    """Run `action`, again while SQLite says another connection holds the write lock, yielding meanwhile."""
+    import gevent
+
+    deadline, delay = None, 0.0005
+    while True:
+        try:
+            return action()
+        except pw.OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + BUSY_WAIT_SECONDS
+            if now >= deadline:
+                raise
+            gevent.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+
+class GreenSqliteDatabase(PooledSqliteDatabase):
+    """SQLite in a gevent worker: a write lock held elsewhere is waited for by yielding to the worker's other
+    requests (SQLite's own busy handler sleeps in C and would stall them all).
+
+    Transactions begin IMMEDIATE (the write lock is taken at BEGIN, where waiting and trying again is safe;
+    inside a transaction nothing can be refused for the lock), and statements outside a transaction are tried
+    again as a whole: a refused one changed nothing.
+    """
+
+    def begin(self, lock_type=None):
+        _while_busy(lambda: PooledSqliteDatabase.begin(self, lock_type))
+
+    def execute_sql(self, sql, params=None):
+        if self.in_transaction():
+            return PooledSqliteDatabase.execute_sql(self, sql, params)
+        return _while_busy(lambda: PooledSqliteDatabase.execute_sql(self, sql, params))
 
 
 def _make_green_if_gevent() -> None:
@@ -64,8 +113,11 @@ def make_database(url: str) -> pw.Database:
     if scheme == "sqlite":
         if parsed.netloc and parsed.netloc != "":  # sqlite://relative is a common typo for sqlite:///relative
             name = parsed.netloc + ("/" + name if name else "")
-        return _one_connection_per_greenlet(PooledSqliteDatabase(name or ":memory:", pragmas=SQLITE_PRAGMAS,
-                                                                 check_same_thread=False, **pool, **params))
+        green = _gevent_patched()
+        pragmas = {**SQLITE_PRAGMAS, "busy_timeout": 0} if green else SQLITE_PRAGMAS  # green: _while_busy waits
+        kind = GreenSqliteDatabase if green else PooledSqliteDatabase
+        return _one_connection_per_greenlet(kind(name or ":memory:", pragmas=pragmas, lock_type="IMMEDIATE",
+                                                 check_same_thread=False, **pool, **params))
     if scheme in ("postgres", "postgresql"):
         _make_green_if_gevent()
         params.setdefault("connect_timeout", 10)

@@ -158,3 +158,39 @@ def test_admin_token_rotation_applies_at_the_next_start(tmp_path):
         assert ask(new) == 200 and ask(old) == 401
     finally:
         again.stop()
+
+
+def test_a_write_waiting_for_another_process_lets_the_worker_serve_others(tmp_path):
+    """SQLite: while another process holds the write lock, a request that must write waits for it, and the
+    same worker goes on answering everything else (its wait yields; SQLite's busy handler would block it)."""
+    import sqlite3
+    import threading
+
+    database_url = "sqlite:///" + str(tmp_path / "locked.db")
+    server = start_server(tmp_path, name="locked", database_url=database_url)
+    try:
+        key = server.create_key(budget="5", name="waits")["key"]
+        body = {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]}
+        chat = server.v1 + "/chat/completions"
+        assert requests.post(chat, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10).ok
+        other = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
+        answers: list = []
+        waiting = threading.Thread(target=lambda: answers.append(requests.post(
+            chat, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)))
+        waiting.start()
+        try:
+            waiting.join(1.0)
+            assert not answers  # its grant waits for the lock
+            for _ in range(3):  # the worker answers meanwhile
+                assert requests.get(server.v1 + "/ping", timeout=5).status_code == 200
+                assert requests.get(server.v1 + "/models", headers={"Authorization": f"Bearer {key}"},
+                                    timeout=5).status_code == 200
+            assert not answers
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        waiting.join(30)
+        assert [a.status_code for a in answers] == [200]
+    finally:
+        server.stop()

@@ -117,10 +117,9 @@ held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s
 SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
     set_config('synchronous_commit', 'off', true) AS async_commit
 FROM granted""".format(p="%s") for by, match in _MATCH.items()}
-GRANT_SQL_SQLITE = {by: f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION}"
-                    .format(p="?") for by, match in _MATCH.items()}
-KEY_ROW_SQL_SQLITE = {by: 'SELECT *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version FROM api_key '
-                      "WHERE " + ("id = ?" if by == "id" else "key_hash = ?") for by in _MATCH}
+GRANT_SQL_SQLITE = {by: (f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION} "
+                         'RETURNING *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version').format(p="?")
+                    for by, match in _MATCH.items()}
 INSERT_HOLD_SQL_SQLITE = f"INSERT INTO budget_hold ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 
 
@@ -137,9 +136,10 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
         row = next(iter(ApiKey.raw(GRANT_SQL_POSTGRES[by], *params)), None)
     else:
         with database.atomic():
-            if database.execute_sql(GRANT_SQL_SQLITE[by], (amount, *match, amount)).rowcount != 1:
+            rows = list(ApiKey.raw(GRANT_SQL_SQLITE[by], amount, *match, amount, CATALOG_VERSION_KEY))
+            if not rows:
                 return None
-            row = next(iter(ApiKey.raw(KEY_ROW_SQL_SQLITE[by], CATALOG_VERSION_KEY, match[0])))
+            row = rows[0]
             database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now))
     if row is None:
         return None

@@ -31,7 +31,15 @@ def m004_budget_holds(db) -> None:
     db.create_tables(m.TABLES_V4, safe=True)
 
 
-MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds]
+def m005_drop_redundant_indexes(db) -> None:
+    """Two indexes every gateway call kept up to date for nothing: `request_log(key_id)`, which the
+    `(key_id, created_at)` index covers, and `budget_hold(key_id)`, which no query uses."""
+    for name in ("request_log_key_id", "budget_hold_key_id"):
+        db.execute_sql(f"DROP INDEX IF EXISTS {name}")
+
+
+MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
+              m005_drop_redundant_indexes]
 
 
 def schema_version() -> int:

@@ -106,7 +106,7 @@ class RequestLog(BaseModel):
     """One row per request that reached an upstream."""
 
     id = pw.CharField(primary_key=True, max_length=40)
-    key_id = pw.CharField(max_length=40, index=True)
+    key_id = pw.CharField(max_length=40)  # looked up by (key_id, created_at), the index below
     created_at = pw.DoubleField(index=True)
     endpoint = pw.CharField(max_length=100)
     model = pw.CharField(max_length=200)
@@ -202,7 +202,7 @@ class BudgetHold(BaseModel):
     """One in-flight request's reserved worst case, named by the process holding it (see gateway/holds.py)."""
 
     id = pw.CharField(primary_key=True, max_length=40)
-    key_id = pw.CharField(max_length=40, index=True)
+    key_id = pw.CharField(max_length=40)  # never looked up by: holds are found by id, or all of them
     amount_nano = pw.BigIntegerField()
     owner = pw.CharField(max_length=300)
     created_at = pw.DoubleField()

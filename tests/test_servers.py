@@ -144,6 +144,26 @@ def test_an_older_schema_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     database.obj.close_all()
 
 
+def test_the_redundant_indexes_of_earlier_releases_are_dropped(tmp_path):
+    from service import migrations
+    from service.db import database, init_database
+
+    init_database(fresh_database_url(tmp_path, "indexes"))
+    try:
+        with database.connection_context():
+            assert migrations.migrate(target=4) == (0, 4)
+            # as releases up to schema 4 made them
+            database.execute_sql("CREATE INDEX IF NOT EXISTS request_log_key_id ON request_log (key_id)")
+            database.execute_sql("CREATE INDEX IF NOT EXISTS budget_hold_key_id ON budget_hold (key_id)")
+            assert migrations.migrate() == (4, len(migrations.MIGRATIONS))
+            request_log = {index.name for index in database.get_indexes("request_log")}
+            budget_hold = {index.name for index in database.get_indexes("budget_hold")}
+        assert "request_log_key_id" not in request_log and "request_log_key_id_created_at" in request_log
+        assert "budget_hold_key_id" not in budget_hold
+    finally:
+        database.obj.close_all()
+
+
 def test_admin_token_rotation_applies_at_the_next_start(tmp_path):
     server = start_server(tmp_path, name="rotate", admin_token="")
     old = re.findall(r"Admin token \(shown once, store it now\): (\S+)", server.log_text())[0]

@@ -19,7 +19,7 @@ from ..group_commit import GroupCommit
 from ..ids import new_id
 from ..models import ApiKey, BudgetHold, RequestLog
 from ..money import cost_nano
-from ..prepared import Prepared
+from ..prepared import Prepared, ServerPrepared
 from . import holds
 from .canonical import Usage
 from .capacity import note_settled
@@ -117,6 +117,7 @@ held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s
 SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
     set_config('synchronous_commit', 'off', true) AS async_commit
 FROM granted""".format(p="%s") for by, match in _MATCH.items()}
+GRANT_POSTGRES = {by: ServerPrepared(sql) for by, sql in GRANT_SQL_POSTGRES.items()}
 GRANT_SQL_SQLITE = {by: (f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION} "
                          'RETURNING *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version').format(p="?")
                     for by, match in _MATCH.items()}
@@ -133,7 +134,7 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
     amount, hold_id, owner = reservation.amount, new_id("hold"), holds.owner()
     if is_postgres():
         params = (amount, *match, amount, hold_id, amount, owner, now, CATALOG_VERSION_KEY)
-        row = next(iter(ApiKey.raw(GRANT_SQL_POSTGRES[by], *params)), None)
+        row = GRANT_POSTGRES[by].run(lambda sql: next(iter(ApiKey.raw(sql, *params)), None))
     else:
         with database.atomic():
             rows = list(ApiKey.raw(GRANT_SQL_SQLITE[by], amount, *match, amount, CATALOG_VERSION_KEY))
@@ -195,6 +196,7 @@ charged AS (
     WHERE id = %s RETURNING id)
 INSERT INTO request_log ({_LOG_COLUMNS}) VALUES {_LOG_VALUES}
 """
+SETTLE_POSTGRES = ServerPrepared(SETTLE_SQL_POSTGRES)
 # Many settlements in one statement: each key's row is updated once, by the sum of its charges and releases.
 SETTLE_MANY_SQL_POSTGRES = """
 WITH entries (hold_id, key_id, charge) AS (VALUES {entries}),
@@ -231,7 +233,7 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
 def _write_settlement(s: Settlement) -> None:
     if s.hold_id is not None and is_postgres():
         # one statement: the key's row is locked for the statement only, never across round trips
-        database.execute_sql(SETTLE_SQL_POSTGRES, (s.hold_id, s.charge, int(s.now), s.key_id, *s.log_row))
+        SETTLE_POSTGRES.execute(s.hold_id, s.charge, int(s.now), s.key_id, *s.log_row)
         return
     with database.atomic():
         if s.key_id is not None:

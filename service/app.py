@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
 
 from . import __version__
@@ -42,6 +42,14 @@ def build_app(config: Optional[dict] = None) -> Flask:
     """The app: settings from the environment, overridden by `config`."""
     from . import db, errors
     from .api import register_blueprints
+    from .api.gateway_http import CONNECTION_PER_PHASE
+
+    def open_request_connection() -> None:
+        """A pooled connection for the request, except for the gateway calls: they take one per short
+        database phase, so that a call waiting minutes on its upstream holds none (api/gateway_http.py)."""
+        if request.method == "POST" and request.path in CONNECTION_PER_PHASE:
+            return
+        db.open_connection()
     from .bootstrap import bootstrap
 
     settings = Settings.from_env().override(config)
@@ -63,7 +71,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
         print("Admin token (shown once, store it now):", admin_token, flush=True)
 
     app.before_request(reject_nul_in_url)
-    app.before_request(db.open_connection)
+    app.before_request(open_request_connection)
     app.teardown_request(db.close_connection)
 
     api = GatewayApi(app, spec_kwargs={"components": {"securitySchemes": {

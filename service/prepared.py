@@ -10,6 +10,7 @@ would not line up (a converted value, a repeated one) just keeps being built.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import weakref
 from typing import Callable
@@ -72,8 +73,12 @@ class ServerPrepared:
     """
 
     _names = itertools.count(1)
+    # off behind a pooler that hands each transaction another server connection (PgBouncer's transaction
+    # mode): a statement prepared on one would be unknown on the next
+    enabled = os.environ.get("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off")
 
     def __init__(self, sql: str):
+        self.sql = sql
         self.name = f"okl_{next(self._names)}"
         numbers = itertools.count(1)
         self._prepare = f"PREPARE {self.name} AS " + re.sub(r"%s", lambda _: f"${next(numbers)}", sql)
@@ -85,6 +90,8 @@ class ServerPrepared:
 
         Prepared again (once) if the server has lost it or a schema change outdated it.
         """
+        if not self.enabled:
+            return action(self.sql)
         connection = database.connection()
         pid = connection.info.backend_pid
         if self._on.get(connection) != pid:

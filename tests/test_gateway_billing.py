@@ -258,3 +258,19 @@ def test_requests_settling_together_share_transactions_and_lose_nothing(gateway,
     rows = log_rows(db, key["id"])
     assert len(rows) == 40 and all(r.status_code == 200 and r.cost_nano > 0 for r in rows)
     assert_spend_matches_log(gateway, db, key)
+
+
+def test_a_call_waiting_on_its_upstream_holds_no_database_connection(gateway, upstream):
+    gateway.create_model("bl-waits", max_output_tokens=1000, **PRICES)
+    gateway.create_account(provider="openai", base_url=upstream.base_url("openai", "slow-3"), api="chat",
+                           api_key="sk-upstream-waits", models=["bl-waits"], model_map={"bl-waits": "gpt-fake-1"})
+    key = gateway.create_key(budget="100", name="waits")
+    idle = gateway.admin("GET", "/diagnostics").json()["db_connections_in_use"]  # this very request's own
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        calls = [pool.submit(post, gateway, key["key"], "chat", body_for("chat", "bl-waits", stream=i % 2 == 1))
+                 for i in range(6)]
+        time.sleep(1.0)  # all six are waiting on the upstream (it answers after 3 s)
+        during = gateway.admin("GET", "/diagnostics").json()["db_connections_in_use"]
+        assert not any(call.done() for call in calls)
+        assert during == idle, (during, idle)
+        assert [call.result().status_code for call in calls] == [200] * 6

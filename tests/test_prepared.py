@@ -35,3 +35,12 @@ def test_a_statement_the_server_lost_or_outdated_is_prepared_again(db):
     assert read.execute("a").fetchone() == ("a", 0)
     db.execute_sql("ALTER TABLE counter ADD COLUMN note text")  # `*` changes: the cached plan is outdated
     assert read.execute("a").fetchone() == ("a", 0, None)
+
+
+def test_with_preparing_off_the_plain_statement_runs(db):
+    # ONEKEYLLM_PG_PREPARED=0, for poolers that give each transaction another server connection
+    bump = ServerPrepared("UPDATE counter SET n = n + %s WHERE id = %s RETURNING n")
+    bump.enabled = False
+    assert bump.execute(4, "a").fetchone() == (4,)
+    prepared = db.execute_sql("SELECT count(*) FROM pg_prepared_statements WHERE name = %s", (bump.name,))
+    assert prepared.fetchone() == (0,)

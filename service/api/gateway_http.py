@@ -7,11 +7,15 @@ from flask import Response, current_app, jsonify, request
 
 from ..api_error import ApiError
 from ..auth import authenticate, key_credential, key_digest
+from ..db import connected
 from ..gateway.pipeline import Answer, Call, handle
 from ..request_guard import request_body
 from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
 
 FORWARDED = ("anthropic-version", "anthropic-beta")
+# The gateway calls: no database connection held for the request (see service.app); each short database
+# phase of the pipeline takes one from the pool and gives it back, never across the upstream call.
+CONNECTION_PER_PHASE = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/messages"})
 
 
 def json_body() -> dict:
@@ -48,18 +52,23 @@ def run(inbound: str) -> Response:
     credential = key_credential()
     key_hash = key_digest(credential)
     if key_hash is None:
-        authenticate(credential)  # not one of our keys: 401
+        _authenticate(credential)  # not one of our keys: 401
     try:
         body = json_body()
     except ApiError:
-        authenticate(credential)
+        _authenticate(credential)
         raise
     forward = {name: request.headers[name] for name in FORWARDED if name in request.headers}
     call = Call(inbound=inbound, endpoint=request.path, body=body, key=None,
                 settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
                 query=request.query_string.decode("latin-1"), key_hash=key_hash,
-                authenticate=lambda: authenticate(credential))
+                authenticate=lambda: _authenticate(credential))
     return to_response(handle(call))
+
+
+def _authenticate(credential: str):
+    with connected():
+        return authenticate(credential)
 
 
 def request_body_doc(required: list, properties: dict, *, stream: bool = True) -> dict:

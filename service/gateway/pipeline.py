@@ -92,16 +92,18 @@ class Turn:
 
 def handle(call: Call) -> Answer:
     """Serve one call; raises ApiError for anything the client must be told before a stream starts."""
-    try:
-        turn, accounts = _prepare(call)
-    except ApiError:
-        call.ensure_key()  # a bad key is what the client hears first, whatever else is wrong
-        raise
+    with connected():  # a connection for this phase only: none is held during the upstream call
+        try:
+            turn, accounts = _prepare(call)
+        except ApiError:
+            call.ensure_key()  # a bad key is what the client hears first, whatever else is wrong
+            raise
     try:
         return _dispatch(turn, accounts)
     except BaseException:
         if not turn.settled:
-            billing.release(turn.reservation)
+            with connected():
+                billing.release(turn.reservation)
         raise
 
 

@@ -167,3 +167,57 @@ def test_previous_response_id_on_the_echo_account(client):
 def test_unknown_previous_response_id_is_not_found(models, client):
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model=models["chat"], previous_response_id="resp_doesnotexist", input="Hi")
+
+
+# ---------------------------------------------------------------- item_reference
+def chat_texts(upstream) -> list:
+    body = upstream.last("/v1/chat/completions", scenario="state-chat").body
+    return [(m["role"], m["content"] if isinstance(m["content"], str) else "".join(
+        p.get("text", "") for p in m["content"])) for m in body["messages"]]
+
+
+def test_an_item_reference_brings_the_stored_item_it_names(models, client, upstream):
+    first = client.responses.create(model=models["chat"], input="Remember the word zebra.")
+    reply = first.output[0]
+    second = client.responses.create(model=models["chat"], input=[
+        {"type": "message", "role": "user", "content": "Remember the word zebra."},
+        {"type": "item_reference", "id": reply.id},
+        {"type": "message", "role": "user", "content": "Which word?"}])
+    assert second.status == "completed"
+    assert chat_texts(upstream) == [("user", "Remember the word zebra."), ("assistant", first.output_text),
+                                    ("user", "Which word?")]
+    # the same through the passthrough to a Responses upstream, `type` left out as the API allows
+    client.responses.create(model=models["responses"], input=[{"id": reply.id}, {"role": "user", "content": "And?"}])
+    sent = upstream.last("/v1/responses", scenario="state-resp").body["input"]
+    assert sent[0]["role"] == "assistant" and first.output_text in json.dumps(sent[0])
+    assert all(item.get("type") != "item_reference" for item in sent)
+
+
+def test_an_item_reference_already_in_the_context_adds_nothing(models, client, upstream):
+    first = client.responses.create(model=models["chat"], input="My name is Ada.")
+    client.responses.create(model=models["chat"], previous_response_id=first.id, input=[
+        {"type": "item_reference", "id": first.output[0].id}, {"role": "user", "content": "My name?"}])
+    assert chat_texts(upstream) == [("user", "My name is Ada."), ("assistant", first.output_text),
+                                    ("user", "My name?")]
+
+
+def test_an_unknown_or_anothers_item_reference_is_400(models, client, stranger):
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.responses.create(model=models["chat"], input=[{"type": "item_reference", "id": "msg_nope"}])
+    assert unknown.value.body["code"] == "item_not_found" and unknown.value.body["param"] == "input"
+    theirs = stranger.responses.create(model=models["chat"], input="A secret of mine.")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model=models["chat"], input=[{"type": "item_reference", "id": theirs.output[0].id}])
+
+
+def test_an_item_reference_names_a_conversation_item_too(models, client, upstream):
+    conversation = client.conversations.create(items=[{"type": "message", "role": "user",
+                                                       "content": "The code word is heron."}])
+    [item] = client.conversations.items.list(conversation.id).data
+    client.responses.create(model=models["chat"], input=[{"type": "item_reference", "id": item.id},
+                                                         {"role": "user", "content": "Say it."}])
+    assert chat_texts(upstream) == [("user", "The code word is heron."), ("user", "Say it.")]
+    # within that conversation the item is already in the context
+    client.responses.create(model=models["chat"], conversation=conversation.id,
+                            input=[{"type": "item_reference", "id": item.id}, {"role": "user", "content": "Again."}])
+    assert chat_texts(upstream) == [("user", "The code word is heron."), ("user", "Again.")]

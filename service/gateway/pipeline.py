@@ -116,6 +116,8 @@ def _prepare(call: Call, again: bool = False) -> tuple:
     planned on a catalog that changed meanwhile is planned again.
     """
     codec = CODECS[call.inbound]
+    if call.inbound == "responses":
+        _resolve_item_references(call)
     try:
         request = codec.parse_request(call.body)
     except CodecError as error:
@@ -161,6 +163,32 @@ def _reserve(turn: Turn) -> ApiKey:
         return billing.reserve(turn.reservation)
     except billing.BudgetExhausted:
         raise _budget_exhausted() from None
+
+
+def _is_reference(item) -> bool:
+    """Whether a Responses input item is an `item_reference` (its `type` may be left out: an id, no role)."""
+    return isinstance(item, dict) and isinstance(item.get("id"), str) and (
+        item.get("type") == "item_reference" or ("type" not in item and "role" not in item))
+
+
+def _resolve_item_references(call: Call) -> None:
+    """Replace each `item_reference` of a Responses input by the item it names, among the key's stored
+    responses and conversations (400 when none has it); one already in the request's context (its
+    previous responses or its conversation) adds nothing."""
+    raw = call.body.get("input")
+    if not isinstance(raw, list) or not any(_is_reference(item) for item in raw):
+        return
+    ids = {item["id"] for item in raw if _is_reference(item)}
+    previous = call.body.get("previous_response_id")
+    conversation = conversations.conversation_param(call.body)
+    with connected():
+        found, in_context = state.referenced_items(ids, call.ensure_key().id,
+                                                   previous if isinstance(previous, str) else None, conversation)
+    missing = sorted(ids - in_context - found.keys())
+    if missing:
+        raise ApiError(400, f"Item with id '{missing[0]}' not found.", param="input", code="item_not_found")
+    call.body = {**call.body, "input": [found[item["id"]] if _is_reference(item) else item for item in raw
+                                         if not _is_reference(item) or item["id"] in found]}
 
 
 def _check_key(key: ApiKey, model: str, count: bool = True) -> None:

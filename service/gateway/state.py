@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..api_error import ApiError
-from ..models import StoredResponse
+from ..models import Conversation, ConversationItem, StoredResponse
 from .canonical import Message, ReasoningPart, Response, TextPart, ToolCallPart
 
 
@@ -43,3 +43,52 @@ def get_stored(response_id: str, key_id: str, param: str = "response_id") -> Sto
     if row is None:
         raise ApiError(404, f"No response with id '{response_id}'.", param=param)
     return row
+
+
+# ---------------------------------------------------------------- item references
+REFERENCE_SCAN = 200  # a key's most recent stored responses searched for a referenced item
+CHAIN_LIMIT = 100  # earlier responses followed back from previous_response_id
+
+
+def _items_of(row: StoredResponse) -> list:
+    """The Responses items of a stored turn: its input items, then its output."""
+    output = (row.body or {}).get("output") if isinstance(row.body, dict) else None
+    return [i for i in list(row.input_items or []) + list(output or []) if isinstance(i, dict)]
+
+
+def referenced_items(ids: set, key_id: str, previous_response_id: Optional[str],
+                     conversation_id: Optional[str]) -> tuple[dict, set]:
+    """What `item_reference`s name, among this key's items: `{id: item}` for those found outside the
+    request's context, and the ids already in it (the previous responses' chain, or its conversation)."""
+    in_context: set = set()
+    found: dict = {}
+    response_id = previous_response_id
+    for _ in range(CHAIN_LIMIT):
+        if not response_id:
+            break
+        row = (StoredResponse.select(StoredResponse.body, StoredResponse.input_items)
+               .where((StoredResponse.id == response_id) & (StoredResponse.key_id == key_id)).first())
+        if row is None:
+            break
+        in_context |= {item.get("id") for item in _items_of(row)} & ids
+        response_id = row.body.get("previous_response_id") if isinstance(row.body, dict) else None
+    rows = (ConversationItem.select(ConversationItem.id, ConversationItem.item, ConversationItem.conversation_id)
+            .join(Conversation, on=(ConversationItem.conversation_id == Conversation.id))
+            .where(ConversationItem.id.in_(sorted(ids)) & (Conversation.key_id == key_id)))
+    for row in rows:
+        if row.conversation_id == conversation_id:
+            in_context.add(row.id)
+        else:
+            found.setdefault(row.id, row.item)
+    missing = ids - in_context - found.keys()
+    if missing:
+        recent = (StoredResponse.select(StoredResponse.body, StoredResponse.input_items)
+                  .where(StoredResponse.key_id == key_id).order_by(StoredResponse.created_at.desc())
+                  .limit(REFERENCE_SCAN))
+        for row in recent:
+            for item in _items_of(row):
+                if item.get("id") in missing:
+                    found.setdefault(item["id"], item)
+            if not missing - found.keys():
+                break
+    return found, in_context

@@ -79,5 +79,10 @@ def build_app(config: Optional[dict] = None) -> Flask:
         "extra_plugins": [ErrorResponsesPlugin()]})
     errors.register_error_handlers(app)
     install_headers(app, settings.cors_origins)
+    if settings.trusted_proxies:
+        # the client's address as the last `trusted_proxies` proxies saw it (per-IP limits), never more
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     register_blueprints(api)
     return app

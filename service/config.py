@@ -30,6 +30,7 @@ class Settings:
     max_file_bytes: int = 512 * 1024 * 1024
     keepalive_seconds: float = 15.0
     cors_origins: Optional[str] = None
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -60,6 +61,7 @@ class Settings:
             max_file_bytes=int(_env("ONEKEYLLM_MAX_FILE_BYTES", str(cls.max_file_bytes))),
             keepalive_seconds=float(_env("ONEKEYLLM_KEEPALIVE_SECONDS", "15")),
             cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
+            trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
             env_accounts=accounts,
         )
 

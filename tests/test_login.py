@@ -264,6 +264,27 @@ def test_sending_is_rate_limited_per_address_and_per_client(mailbox, tmp_path):
         server.stop()
 
 
+def test_behind_trusted_proxies_the_client_address_is_counted(mailbox, tmp_path):
+    # one proxy in front (ONEKEYLLM_TRUSTED_PROXIES=1): the address it adds to X-Forwarded-For is the client's;
+    # what the client wrote there itself is not believed
+    _, port = mailbox
+    server = start_server(tmp_path, name="proxied", extra_env={
+        "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_LOGIN_SENDS_PER_IP": "2", "ONEKEYLLM_TRUSTED_PROXIES": "1"})
+
+    def send_from(client_ip: str, forged: str = "") -> int:
+        forwarded = f"{forged}, {client_ip}" if forged else client_ip
+        return requests.post(server.v1 + "/auth/email/send", json={"email": new_address()}, timeout=30,
+                             headers={"X-Forwarded-For": forwarded}).status_code
+
+    try:
+        clear_of_window_boundary(SEND_WINDOW, margin=15)
+        assert [send_from("203.0.113.7") for _ in range(3)] == [200, 200, 429]
+        assert send_from("203.0.113.8") == 200  # another client behind the same proxy
+        assert send_from("203.0.113.7", forged="198.51.100.1") == 429  # a forged entry changes nothing
+    finally:
+        server.stop()
+
+
 def test_no_mail_server_configured_is_503(gateway):
     answer = send_code(gateway, new_address())
     assert answer.status_code == 503, answer.text

@@ -325,10 +325,10 @@ class _InlineFiles:
     def part(self, part) -> None:
         if isinstance(part, FilePart) and part.file_id and not part.data:
             inline = self.load(part.file_id)
-            part.data, part.media_type, part.file_id = inline.data, inline.media_type, None
-            part.filename = part.filename or inline.filename
+            part.data, part.media_type, part.inlined_from = inline.data, inline.media_type, part.file_id
+            part.file_id, part.filename = None, part.filename or inline.filename
         elif isinstance(part, ImagePart) and part.file_id:
-            part.url, part.file_id = self.load(part.file_id).data_url, None
+            part.url, part.inlined_from, part.file_id = self.load(part.file_id).data_url, part.file_id, None
         elif isinstance(part, ToolResultPart) and isinstance(part.content, list):
             for inner in part.content:
                 self.part(inner)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -270,6 +271,28 @@ def test_input_file_reaches_openai_chat_upstream_as_base64_file_data(client, ups
     assert {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{b64(PDF)}",
                                      "filename": "report.pdf"}} in parts
     assert pdf.id not in str(parts)
+
+
+def test_a_stored_thread_keeps_the_file_id_and_reads_the_file_again_for_the_next_turn(client, upstream, file_models,
+                                                                                      gateway):
+    from service.db import database, init_database
+    from service.models import StoredResponse
+
+    model, path, scenario = file_models["openai"]
+    pdf = client.files.create(file=("kept.pdf", PDF, "application/pdf"), purpose="user_data")
+    first = client.responses.create(model=model, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "Summarize the report"}, {"type": "input_file", "file_id": pdf.id}]}])
+    init_database(gateway.database_url)
+    try:
+        with database.connection_context():
+            stored = json.dumps(StoredResponse.get_by_id(first.id).thread)
+    finally:
+        database.obj.close_all()
+    assert pdf.id in stored and b64(PDF) not in stored  # no copy of the file in the thread
+    client.responses.create(model=model, previous_response_id=first.id, input="And in one word?")
+    first_turn = upstream.last(path, scenario=scenario).body["messages"][0]["content"]
+    assert {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{b64(PDF)}",
+                                     "filename": "kept.pdf"}} in first_turn
 
 
 def test_input_file_reaches_anthropic_upstream_as_document_block(client, upstream, file_models):

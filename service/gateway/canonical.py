@@ -24,6 +24,7 @@ class ImagePart:
     url: Optional[str] = None
     file_id: Optional[str] = None
     detail: Optional[str] = None
+    inlined_from: Optional[str] = None  # the file id `url` was read from (a stored thread keeps only the id)
     type: str = "image"
 
 
@@ -37,6 +38,7 @@ class FilePart:
     file_id: Optional[str] = None
     url: Optional[str] = None
     text: Optional[str] = None  # plain-text documents
+    inlined_from: Optional[str] = None  # the file id `data` was read from (a stored thread keeps only the id)
     type: str = "file"
 
 
@@ -101,9 +103,22 @@ def part_from_dict(data: dict) -> Part:
     return cls(**data)
 
 
-def part_to_dict(part: Part) -> dict:
-    """A JSON-able dict of a part, dropping empty optional fields."""
-    return {k: v for k, v in asdict(part).items() if v is not None}
+def part_to_dict(part: Part, by_reference: bool = False) -> dict:
+    """A JSON-able dict of a part, dropping empty optional fields.
+
+    `by_reference`: content read from one of our files is kept as its file id, to be read again when the
+    part is used (a stored thread then holds no copy of the file, however many turns repeat it).
+    """
+    if by_reference and getattr(part, "inlined_from", None):
+        kept = {"type": part.type, "file_id": part.inlined_from}
+        for name in ("filename", "detail"):
+            if getattr(part, name, None) is not None:
+                kept[name] = getattr(part, name)
+        return kept
+    data = {k: v for k, v in asdict(part).items() if v is not None}
+    if by_reference and isinstance(part, ToolResultPart) and isinstance(part.content, list):
+        data["content"] = [part_to_dict(p, by_reference=True) for p in part.content]
+    return data
 
 
 # ---------------------------------------------------------------- turn
@@ -117,8 +132,8 @@ class Message:
     def text(self) -> str:
         return "".join(p.text for p in self.parts if isinstance(p, TextPart))
 
-    def to_dict(self) -> dict:
-        return {"role": self.role, "parts": [part_to_dict(p) for p in self.parts]}
+    def to_dict(self, by_reference: bool = False) -> dict:
+        return {"role": self.role, "parts": [part_to_dict(p, by_reference) for p in self.parts]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Message":

@@ -34,7 +34,7 @@ def store_response(response_id: str, key_id: str, model: str, body: dict, input_
     if reply is not None:
         thread.append(reply)
     StoredResponse.insert(id=response_id, key_id=key_id, model=model, body=body, input_items=input_items,
-                          thread=[m.to_dict() for m in thread]).execute()
+                          thread=[m.to_dict(by_reference=True) for m in thread]).execute()
 
 
 def get_stored(response_id: str, key_id: str, param: str = "response_id") -> StoredResponse:

@@ -603,6 +603,36 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def comparison(results: list[Result]) -> str:
+    """OneKeyLLM against LiteLLM measured in the same run: one row per figure, the worst of our databases."""
+    by = {(r.db, r.scenario): r for r in results if not r.note.startswith("FAILED")}
+    dbs = [db for db in ("sqlite", "postgres") if any(key[0] == db for key in by)]
+    if not any(key[0] == "litellm" for key in by) or not dbs:
+        return ""
+    figures = [  # (label, scenario, value of a result, unit, lower is better)
+        ("Chat, 1 concurrent: added p50", "chat-1", lambda r: r.added_p50, "ms", True),
+        ("Chat, 32 concurrent", "chat-32", lambda r: r.rps, "req/s", False),
+        ("Chat streamed, 32 concurrent", "chat-stream-32", lambda r: r.rps, "streams/s", False),
+        ("CPU per non-streamed request (32 conc., workers + database)", "chat-32",
+         lambda r: r.cpu_ms and r.cpu_ms["gateway"] + r.cpu_ms["database"], "ms", True),
+        ("peak RSS per worker (32 conc.)", "chat-32", lambda r: r.rss_mb, "MB", True),
+        ("start to the first 200", "cold-start", lambda r: r.p50, "ms", True),
+    ]
+    head = ["figure"] + [f"OneKeyLLM, {db}" for db in dbs] + ["LiteLLM", "ours vs LiteLLM (worst of ours)"]
+    rows = [head, ["---"] * len(head)]
+    for label, scenario, value, unit, lower in figures:
+        theirs = by.get(("litellm", scenario))
+        ours = [by.get((db, scenario)) for db in dbs]
+        if theirs is None or value(theirs) is None or any(r is None or value(r) is None for r in ours):
+            continue
+        values = [value(r) for r in ours]
+        worst = max(values) if lower else min(values)
+        ratio = value(theirs) / worst if lower else worst / value(theirs)
+        verdict = f"{ratio:.1f}× {'less' if lower else 'more'}" if ratio >= 1 else f"{1 / ratio:.1f}× worse"
+        rows.append([label] + [f"{v:,.2f} {unit}" for v in values] + [f"{value(theirs):,.2f} {unit}", verdict])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
 # ------------------------------------------------------------------------------------------- the bench
 class Bench:
     def __init__(self, args: argparse.Namespace, procs: Processes, workdir: Path):
@@ -1001,6 +1031,10 @@ def main(argv: Optional[list] = None) -> int:
     print(f"\n{machine()}; load average {load_before:.2f} before the run; {args.workers} gunicorn gevent workers; "
           f"wrk {args.duration:g} s per scenario; `{command.strip()}`\n")
     print(table(bench.results))
+    against = comparison(bench.results)
+    if against:
+        print("\nAgainst LiteLLM, this run:\n")
+        print(against)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "command": command, "results": [
             {**r.__dict__, "target": r.target} for r in bench.results]}, indent=2, default=str))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gc
 import os
 
-from .db import database
+from .db import CHECKPOINTER, database
 from .gateway.billing import SETTLEMENTS
 
 
@@ -26,4 +26,5 @@ def process_diagnostics() -> dict:
     return {"object": "diagnostics", "pid": os.getpid(), "greenlets": _live_greenlets(), "open_fds": fds,
             "db_connections_in_use": len(getattr(pool, "_in_use", {}) or {}),
             "db_connections_idle": len(getattr(pool, "_connections", []) or []),
-            "settlement_transactions": SETTLEMENTS.transactions, "settlements": SETTLEMENTS.items}
+            "settlement_transactions": SETTLEMENTS.transactions, "settlements": SETTLEMENTS.items,
+            "wal_checkpoints": CHECKPOINTER.runs}

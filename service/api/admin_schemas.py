@@ -208,6 +208,7 @@ class DiagnosticsSchema(ma.Schema):
     db_connections_idle = fields.Integer()
     settlement_transactions = fields.Integer(metadata={"description": "Settlement transactions this process wrote"})
     settlements = fields.Integer(metadata={"description": "Requests they settled (more than transactions: batched)"})
+    wal_checkpoints = fields.Integer(metadata={"description": "SQLite: WAL checkpoints by this process's thread"})
 
 
 class DeletedSchema(ma.Schema):

@@ -14,6 +14,7 @@ from .api.schemas import ErrorSchema
 from .auth import Secrets
 from .config import Settings
 from .http_headers import install_headers
+from .prepared import ServerPrepared
 from .request_guard import reject_nul_in_url
 
 
@@ -43,6 +44,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
     from . import db, errors
     from .api import register_blueprints
     from .api.gateway_http import CONNECTION_PER_PHASE
+    from .bootstrap import bootstrap
 
     def open_request_connection() -> None:
         """A pooled connection for the request, except for the gateway calls: they take one per short
@@ -50,7 +52,6 @@ def build_app(config: Optional[dict] = None) -> Flask:
         if request.method == "POST" and request.path in CONNECTION_PER_PHASE:
             return
         db.open_connection()
-    from .bootstrap import bootstrap
 
     settings = Settings.from_env().override(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -65,6 +66,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
     app.json.compact = True
 
     db.init_database(settings.database_url)
+    ServerPrepared.enabled = settings.pg_prepared
     secrets, admin_token = bootstrap(settings)
     app.extensions["onekeyllm"] = AppState(settings=settings, secrets=secrets, generated_admin_token=admin_token)
     if admin_token:  # the first start of a server: shown once, never logged

@@ -31,6 +31,7 @@ class Settings:
     keepalive_seconds: float = 15.0
     cors_origins: Optional[str] = None
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
+    pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -62,6 +63,7 @@ class Settings:
             keepalive_seconds=float(_env("ONEKEYLLM_KEEPALIVE_SECONDS", "15")),
             cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
             trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
+            pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),
             env_accounts=accounts,
         )
 

@@ -19,7 +19,7 @@ import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Iterator, Optional, Union
+from typing import BinaryIO, Callable, Iterable, Iterator, Optional
 from urllib.parse import unquote
 
 from .api_error import ApiError
@@ -297,17 +297,18 @@ class InlineFile:
 class _InlineFiles:
     """Loads the key's files by id, once each, for one request."""
 
-    def __init__(self, key_id: Union[str, Callable[[], str]], settings: Settings):
-        self._key_id = key_id
+    def __init__(self, key_id: Callable[[], str], settings: Settings):
+        self._key_id: Callable[[], str] = key_id
+        self._key: Optional[str] = None
         self.repository = FileRepository(settings.files_dir)
         self.max_bytes = settings.max_body_bytes
         self.loaded: dict[str, InlineFile] = {}
 
     @property
     def key_id(self) -> str:
-        if callable(self._key_id):
-            self._key_id = self._key_id()
-        return self._key_id
+        if self._key is None:
+            self._key = self._key_id()
+        return self._key
 
     def load(self, file_id: str) -> InlineFile:
         if file_id not in self.loaded:
@@ -343,11 +344,11 @@ class _InlineFiles:
                     part["file"] = {"file_data": inline.data_url, "filename": file.get("filename") or inline.filename}
 
 
-def resolve_file_parts(request: Request, key_id: Union[str, Callable[[], str]], settings: Settings,
+def resolve_file_parts(request: Request, key_id: Callable[[], str], settings: Settings,
                        chat_body: Optional[dict] = None) -> None:
     """Make every file id of the key in the request inline content (404 for an id that is not the key's).
 
-    `key_id` may be a function, called only when the request names a file.
+    `key_id` gives the key's id; it is asked only when the request names a file.
 
     `FilePart.file_id` becomes base64 `data` with its media type and name,
     `ImagePart.file_id` a data URL. `chat_body`, a Chat body that may be sent

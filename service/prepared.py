@@ -10,7 +10,6 @@ would not line up (a converted value, a repeated one) just keeps being built.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import weakref
 from typing import Callable
@@ -74,8 +73,8 @@ class ServerPrepared:
 
     _names = itertools.count(1)
     # off behind a pooler that hands each transaction another server connection (PgBouncer's transaction
-    # mode): a statement prepared on one would be unknown on the next
-    enabled = os.environ.get("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off")
+    # mode): a statement prepared on one would be unknown on the next (Settings.pg_prepared, set by the app)
+    enabled = True
 
     def __init__(self, sql: str):
         self.sql = sql

@@ -234,13 +234,8 @@ def _write_settlement(s: Settlement) -> None:
     if s.hold_id is not None and is_postgres():
         # one statement: the key's row is locked for the statement only, never across round trips
         SETTLE_POSTGRES.execute(s.hold_id, s.charge, int(s.now), s.key_id, *s.log_row)
-        return
-    with database.atomic():
-        if s.key_id is not None:
-            # the hold may have been given back already (its process was taken for dead): release it once only
-            released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
-            CHARGE.rowcount(s.charge, released, int(s.now), s.key_id)
-        INSERT_LOG.rowcount(*s.log_row)
+    else:
+        _write_settlements([s])
 
 
 def _write_settlements(batch: list) -> None:
@@ -258,6 +253,7 @@ def _write_settlements(batch: list) -> None:
         for s in batch:
             if s.key_id is None:
                 continue
+            # the hold may have been given back already (its process was taken for dead): release it once only
             released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
             charge, total = per_key.get(s.key_id, (0, 0))
             per_key[s.key_id] = (charge + s.charge, total + released)
@@ -269,16 +265,7 @@ def _write_settlements(batch: list) -> None:
 SETTLEMENTS: GroupCommit[Settlement] = GroupCommit(_write_settlement, _write_settlements)
 
 
-def _drop_hold(reservation: Reservation) -> int:
-    """Delete the reservation's hold row; the amount to release (0 when it was already given back)."""
-    if reservation.hold_id is None:
-        return 0
-    return reservation.amount if DROP_HOLD.rowcount(reservation.hold_id) else 0
-
-
 def release(reservation: Reservation) -> None:
     """Give back a hold for a request that never reached an upstream."""
-    with database.atomic():
-        held = _drop_hold(reservation)
-        if held:
-            ApiKey.update(reserved_nano=ApiKey.reserved_nano - held).where(ApiKey.id == reservation.key_id).execute()
+    if reservation.hold_id is not None:
+        holds.give_back(reservation.hold_id)

@@ -109,6 +109,7 @@ def handle(call: Call) -> Answer:
 
 def _prepare(call: Call, again: bool = False) -> tuple:
     """Parse, route and plan the call, and reserve its worst case: the turn and the accounts that serve it.
+    Runs on one pooled connection (`handle`), returned before the upstream is called.
 
     The common call reads nothing before its grant: the key is found, checked and charged by the grant
     itself (by its hash), and the catalog is the one this worker holds. The grant answers the key's row and
@@ -181,9 +182,8 @@ def _resolve_item_references(call: Call) -> None:
     ids = {item["id"] for item in raw if _is_reference(item)}
     previous = call.body.get("previous_response_id")
     conversation = conversations.conversation_param(call.body)
-    with connected():
-        found, in_context = state.referenced_items(ids, call.ensure_key().id,
-                                                   previous if isinstance(previous, str) else None, conversation)
+    found, in_context = state.referenced_items(ids, call.ensure_key().id,
+                                               previous if isinstance(previous, str) else None, conversation)
     missing = sorted(ids - in_context - found.keys())
     if missing:
         raise ApiError(400, f"Item with id '{missing[0]}' not found.", param="input", code="item_not_found")
@@ -231,13 +231,11 @@ def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
             request.messages = state.load_thread(previous, call.ensure_key().id) + request.messages
             extra["previous_response_id"] = previous
         if conversation:
-            with connected():
-                request.messages = conversations.load_messages(conversation, call.ensure_key().id) + request.messages
+            request.messages = conversations.load_messages(conversation, call.ensure_key().id) + request.messages
             extra["conversation"] = {"id": conversation}
         extra["store"] = call.body.get("store", True) is not False
-    with connected():
-        resolve_file_parts(request, lambda: call.ensure_key().id, call.settings,
-                           chat_body=call.body if call.inbound == "chat" else None)
+    resolve_file_parts(request, lambda: call.ensure_key().id, call.settings,
+                       chat_body=call.body if call.inbound == "chat" else None)
     ctx = RenderContext(response_id=new_id(prefix, sep), model=request.model, created_at=int(time.time()),
                         request_body=call.body, extra=extra,
                         include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))

@@ -269,4 +269,4 @@ SETTLEMENTS: GroupCommit[Settlement] = GroupCommit(_write_settlement, _write_set
 def release(reservation: Reservation) -> None:
     """Give back a hold for a request that never reached an upstream."""
     if reservation.hold_id is not None:
-        holds.give_back(reservation.hold_id)
+        holds.give_back(reservation.hold_id, reservation.key_id, reservation.amount)

@@ -81,17 +81,21 @@ def owner_runs(name: str, created_at: float, now: float) -> bool:
     return True
 
 
-def give_back(hold_id: str) -> int:
-    """Delete one hold and release its amount from its key; the amount released (0 if already gone)."""
-    hold = BudgetHold.get_or_none(BudgetHold.id == hold_id)  # a hold never changes: read it outside
-    if hold is None:
-        return 0
+def give_back(hold_id: str, key_id: Optional[str] = None, amount: Optional[int] = None) -> int:
+    """Delete one hold and release its amount from its key; the amount released (0 if already gone).
+
+    `key_id` and `amount`, when the caller knows them (its own hold), spare reading the hold first.
+    """
+    if key_id is None or amount is None:
+        hold = BudgetHold.get_or_none(BudgetHold.id == hold_id)  # a hold never changes: read it outside
+        if hold is None:
+            return 0
+        key_id, amount = hold.key_id, hold.amount_nano
     with database.atomic():  # writes first: SQLite cannot turn a read transaction into a write under load
         if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
             return 0
-        ApiKey.update(reserved_nano=ApiKey.reserved_nano - hold.amount_nano).where(
-            ApiKey.id == hold.key_id).execute()
-    return hold.amount_nano
+        ApiKey.update(reserved_nano=ApiKey.reserved_nano - amount).where(ApiKey.id == key_id).execute()
+    return amount
 
 
 def reclaim_orphaned_holds() -> int:

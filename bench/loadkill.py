@@ -51,7 +51,7 @@ from run import (  # noqa: E402  (bench/run.py: the shared process, database and
     wait_http,
 )
 
-from service.db import make_database  # noqa: E402
+from service.storage.db import make_database  # noqa: E402
 
 NANO = Decimal(10) ** 9
 PRICES = {"input_usd_per_mtok": "3", "output_usd_per_mtok": "15", "max_output_tokens": 4096}

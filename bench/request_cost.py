@@ -159,7 +159,7 @@ def main() -> int:
         import logging
 
         from service import create_app
-        from service.db import database
+        from service.storage.db import database
 
         app = create_app()
         logging.getLogger().setLevel(logging.WARNING)
@@ -208,7 +208,7 @@ def main() -> int:
         procs.stop_all()
         if db is not None:
             try:
-                from service.db import database
+                from service.storage.db import database
 
                 if database.obj is not None:
                     database.obj.close_all()

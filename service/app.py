@@ -9,13 +9,13 @@ from flask import Flask, request
 from flask_smorest import Api
 
 from . import __version__
+from .accounts.auth import Secrets
 from .api.openapi import ErrorResponsesPlugin
 from .api.schemas import ErrorSchema
-from .auth import Secrets
 from .config import Settings
-from .http_headers import install_headers
-from .prepared import ServerPrepared
-from .request_guard import reject_nul_in_url
+from .http.headers import install_headers
+from .http.request_guard import reject_nul_in_url
+from .storage.prepared import ServerPrepared
 
 
 @dataclass
@@ -34,17 +34,18 @@ class GatewayApi(Api):
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error):
-        from .errors import handle_http_exception
+        from .http.errors import handle_http_exception
 
         return handle_http_exception(error)
 
 
 def build_app(config: Optional[dict] = None) -> Flask:
     """The app: settings from the environment, overridden by `config`."""
-    from . import db, errors
     from .api import register_blueprints
     from .api.gateway_http import CONNECTION_PER_PHASE
     from .bootstrap import bootstrap
+    from .http import errors
+    from .storage import db
 
     def open_request_connection() -> None:
         """A pooled connection for the request, except for the gateway calls: they take one per short

@@ -7,14 +7,14 @@ from functools import lru_cache
 from importlib import resources
 from typing import Optional
 
-from .auth import Secrets, hash_secret
+from .accounts.auth import Secrets, hash_secret
 from .config import Settings
-from .db import connected, database
 from .gateway.holds import reclaim_orphaned_holds
 from .ids import new_id
-from .migrations import migrate
-from .models import Account, CatalogModel, Setting
 from .money import to_nano
+from .storage.db import connected, database
+from .storage.migrations import migrate
+from .storage.models import Account, CatalogModel, Setting
 
 LOCAL_ACCOUNT = "local"
 ECHO_MODEL = "echo-1"

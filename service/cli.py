@@ -55,7 +55,7 @@ def _database():
     """Bind the database and make it ready; returns the installation secrets."""
     from .bootstrap import bootstrap
     from .config import Settings
-    from .db import init_database
+    from .storage.db import init_database
 
     settings = Settings.from_env()
     init_database(settings.database_url)
@@ -72,9 +72,8 @@ def _split(value: Optional[str]) -> Optional[list]:
 
 
 def _run_admin(handler) -> int:
-    from .db import connected
-    from .errors import ApiError
-
+    from .api_error import ApiError
+    from .storage.db import connected
     try:
         with connected():
             handler()
@@ -89,9 +88,9 @@ def _run_admin(handler) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     secrets = _database()
-    from . import registry
-    from .models import ApiKey
+    from .accounts import registry
     from .money import to_nano
+    from .storage.models import ApiKey
 
     def run():
         if args.action == "create":
@@ -110,8 +109,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_accounts(args: argparse.Namespace) -> int:
     _database()
-    from . import registry
-    from .models import Account
+    from .accounts import registry
+    from .storage.models import Account
 
     def run():
         if args.action == "add":
@@ -127,9 +126,9 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     _database()
-    from . import registry
-    from .models import CatalogModel
+    from .accounts import registry
     from .money import to_nano
+    from .storage.models import CatalogModel
 
     def run():
         if args.action == "add":
@@ -149,7 +148,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema; print the admin token if this first start generated one."""
     from .bootstrap import bootstrap
     from .config import Settings
-    from .db import init_database
+    from .storage.db import init_database
 
     settings = Settings.from_env()
     init_database(settings.database_url)
@@ -164,9 +163,9 @@ def cmd_admin_token(args: argparse.Namespace) -> int:
     secrets_ = _database()
     import secrets
 
-    from .auth import hash_secret
-    from .db import connected
-    from .models import Setting
+    from .accounts.auth import hash_secret
+    from .storage.db import connected
+    from .storage.models import Setting
 
     token = "sk-admin-" + secrets.token_urlsafe(32)
     with connected():

@@ -20,7 +20,7 @@ import requests
 from aiosmtpd.controller import Controller
 from conftest import Server, clear_of_window_boundary, free_port, fresh_database_url, is_postgres, start_server
 
-from service.db import make_database
+from service.storage.db import make_database
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 PRICES = {"input_usd_per_mtok": "100", "output_usd_per_mtok": "1000"}

@@ -275,8 +275,8 @@ def test_input_file_reaches_openai_chat_upstream_as_base64_file_data(client, ups
 
 def test_a_stored_thread_keeps_the_file_id_and_reads_the_file_again_for_the_next_turn(client, upstream, file_models,
                                                                                       gateway):
-    from service.db import database, init_database
-    from service.models import StoredResponse
+    from service.storage.db import database, init_database
+    from service.storage.models import StoredResponse
 
     model, path, scenario = file_models["openai"]
     pdf = client.files.create(file=("kept.pdf", PDF, "application/pdf"), purpose="user_data")

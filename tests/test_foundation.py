@@ -69,7 +69,7 @@ def test_key_is_shown_once_and_only_its_hash_is_stored(gateway):
 
 def _database_dump(gateway) -> str:
     """Every value of every table, as text (read straight from the database)."""
-    from service.db import make_database
+    from service.storage.db import make_database
 
     db = make_database(gateway.database_url)
     db.connect()

@@ -11,8 +11,8 @@ import pytest
 import requests
 from conftest import is_postgres
 
-from service.db import database, init_database
-from service.models import ApiKey, RequestLog
+from service.storage.db import database, init_database
+from service.storage.models import ApiKey, RequestLog
 
 PRICES = {"input_usd_per_mtok": "100", "output_usd_per_mtok": "1000"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}

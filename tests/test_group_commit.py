@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from service.group_commit import GroupCommit
+from service.storage.group_commit import GroupCommit
 
 
 class Ledger:

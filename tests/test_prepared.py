@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from conftest import fresh_database_url, is_postgres
 
-from service.db import database, init_database
-from service.prepared import ServerPrepared
+from service.storage.db import database, init_database
+from service.storage.prepared import ServerPrepared
 
 pytestmark = pytest.mark.skipif(not is_postgres(), reason="server-side prepared statements are PostgreSQL's")
 

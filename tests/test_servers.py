@@ -110,10 +110,10 @@ def test_accounts_from_the_environment_are_registered_on_first_start(tmp_path, u
 
 
 def test_an_older_schema_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
-    from service import migrations
-    from service.auth import hash_secret
-    from service.db import database, init_database
-    from service.models import ApiKey, Setting
+    from service.accounts.auth import hash_secret
+    from service.storage import migrations
+    from service.storage.db import database, init_database
+    from service.storage.models import ApiKey, Setting
 
     database_url = fresh_database_url(tmp_path, "old")
     init_database(database_url)
@@ -145,8 +145,8 @@ def test_an_older_schema_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
 
 
 def test_the_redundant_indexes_of_earlier_releases_are_dropped(tmp_path):
-    from service import migrations
-    from service.db import database, init_database
+    from service.storage import migrations
+    from service.storage.db import database, init_database
 
     init_database(fresh_database_url(tmp_path, "indexes"))
     try:

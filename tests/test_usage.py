@@ -79,7 +79,7 @@ def mint_jwt(email: str, secret: str = JWT_SECRET, lifetime: int = 600) -> str:
 
 def seed_rows(server, key_id: str, rows: list) -> None:
     """Request-log rows at chosen times, written straight to the server's database."""
-    from service.db import make_database
+    from service.storage.db import make_database
 
     db = make_database(server.database_url)
     db.connect()

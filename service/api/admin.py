@@ -4,10 +4,10 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 
-from .. import registry
-from ..auth import require_admin
-from ..diagnostics import process_diagnostics
-from ..models import Account, ApiKey, CatalogModel
+from ..accounts import registry
+from ..accounts.auth import require_admin
+from ..observability.diagnostics import process_diagnostics
+from ..storage.models import Account, ApiKey, CatalogModel
 from .admin_schemas import (
     AccountInSchema,
     AccountListSchema,

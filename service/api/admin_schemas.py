@@ -4,7 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..login import normalize_email
+from ..accounts.login import normalize_email
 from ..money import to_nano
 
 

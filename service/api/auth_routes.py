@@ -6,13 +6,13 @@ from flask import current_app, request
 from flask.views import MethodView
 from marshmallow import fields, validate
 
-from .. import registry
-from ..auth import bearer_token, issue_jwt, require_user_email, verify_jwt
-from ..errors import ApiError
-from ..login import LoginPolicy, check_send_limits, discard_code, issue_code, redeem_code
-from ..mailer import MailError, send_mail
-from ..models import ApiKey
+from ..accounts import registry
+from ..accounts.auth import bearer_token, issue_jwt, require_user_email, verify_jwt
+from ..accounts.login import LoginPolicy, check_send_limits, discard_code, issue_code, redeem_code
+from ..accounts.mailer import MailError, send_mail
+from ..api_error import ApiError
 from ..money import to_nano, usd
+from ..storage.models import ApiKey
 from .admin_schemas import DeletedSchema, Email, KeyListSchema, KeyOutSchema, Money
 from .blueprint import Blueprint
 from .pagination import list_page

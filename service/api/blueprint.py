@@ -8,7 +8,7 @@ import flask_smorest
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
-from ..request_guard import request_body
+from ..http.request_guard import request_body
 
 
 class BodyParser(FlaskParser):

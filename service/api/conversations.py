@@ -5,9 +5,9 @@ import marshmallow as ma
 from flask.views import MethodView
 from marshmallow import fields
 
-from ..auth import require_key
+from ..accounts.auth import require_key
 from ..gateway import conversations
-from ..models import ConversationItem
+from ..storage.models import ConversationItem
 from .blueprint import Blueprint
 from .openapi import json_object_response
 from .pagination import list_page

@@ -10,10 +10,10 @@ from flask_smorest.fields import Upload
 from marshmallow import fields
 from werkzeug.routing import PathConverter
 
-from .. import files
-from ..auth import require_key
+from ..accounts.auth import require_key
 from ..config import Settings
-from ..models import StoredFile
+from ..storage import files
+from ..storage.models import StoredFile
 from .blueprint import Blueprint
 from .pagination import list_page
 from .schemas import ListArgsSchema
@@ -84,8 +84,8 @@ def _settings() -> Settings:
     return current_app.extensions["onekeyllm"].settings
 
 
-def _repository() -> files.FileRepository:
-    return files.FileRepository(_settings().files_dir)
+def _repository() -> files.FileStore:
+    return files.store_for(_settings())
 
 
 @blp.before_request

@@ -5,11 +5,11 @@ import json
 
 from flask import Response, current_app, jsonify, request
 
+from ..accounts.auth import authenticate, key_credential, key_digest
 from ..api_error import ApiError
-from ..auth import authenticate, key_credential, key_digest
-from ..db import connected
 from ..gateway.pipeline import Answer, Call, handle
-from ..request_guard import request_body
+from ..http.request_guard import request_body
+from ..storage.db import connected
 from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
 
 FORWARDED = ("anthropic-version", "anthropic-beta")

@@ -2,8 +2,8 @@
 from flask import current_app
 from flask.views import MethodView
 
+from ..accounts.auth import require_key
 from ..api_error import ApiError
-from ..auth import require_key
 from ..gateway.count_tokens import count_tokens
 from .blueprint import Blueprint
 from .gateway_http import json_body, request_body_doc, run

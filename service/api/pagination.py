@@ -5,7 +5,7 @@ from typing import Callable
 
 import peewee as pw
 
-from ..errors import ApiError
+from ..api_error import ApiError
 
 
 def list_page(query: pw.ModelSelect, model: type, args: dict, view: Callable[[pw.Model], dict],

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from ..auth import require_key
+from ..accounts.auth import require_key
 from ..gateway.state import get_stored
-from ..models import StoredResponse
+from ..storage.models import StoredResponse
 from .admin_schemas import DeletedSchema
 from .blueprint import Blueprint
 from .conversations import ItemListSchema

@@ -7,7 +7,7 @@ from flask import request
 from flask.views import MethodView
 
 from .. import __version__
-from ..errors import ApiError
+from ..api_error import ApiError
 from ..gateway.catalog import ModelInfo, snapshot
 from .blueprint import Blueprint
 from .schemas import ModelListSchema, ModelObjectSchema, PingSchema

@@ -19,14 +19,14 @@ import peewee as pw
 from flask import Response, current_app, g, jsonify, request, stream_with_context
 from flask.views import MethodView
 
-from ..auth import KEY_PREFIX, bearer_token, redact, require_admin, require_key, verify_jwt
-from ..db import connected, is_postgres
-from ..errors import ApiError
+from ..accounts.auth import KEY_PREFIX, bearer_token, redact, require_admin, require_key, verify_jwt
+from ..api_error import ApiError
 from ..gateway import capacity
 from ..gateway.catalog import snapshot
 from ..gateway.upstreams.http import Timeouts
-from ..models import ApiKey, RequestLog
 from ..money import usd
+from ..storage.db import connected, is_postgres
+from ..storage.models import ApiKey, RequestLog
 from .blueprint import Blueprint
 from .usage_schemas import (
     AdminUsageArgsSchema,

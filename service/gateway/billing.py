@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..db import database, is_postgres
-from ..group_commit import GroupCommit
 from ..ids import new_id
-from ..models import ApiKey, BudgetHold, RequestLog
 from ..money import cost_nano
-from ..prepared import Prepared, ServerPrepared
+from ..storage.db import database, is_postgres
+from ..storage.group_commit import GroupCommit
+from ..storage.models import ApiKey, BudgetHold, RequestLog
+from ..storage.prepared import Prepared, ServerPrepared
 from . import holds
 from .canonical import Usage
 from .capacity import note_settled

@@ -22,9 +22,9 @@ from typing import Optional
 
 import peewee as pw
 
-from ..db import connected
-from ..models import Account, RequestLog
 from ..money import usd
+from ..storage.db import connected
+from ..storage.models import Account, RequestLog
 from .catalog import AccountInfo
 from .router import cooldowns
 from .upstreams import upstream_for

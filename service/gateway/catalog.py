@@ -10,8 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..models import Account, CatalogModel, Setting
-from ..prepared import Prepared
+from ..storage.models import Account, CatalogModel, Setting
+from ..storage.prepared import Prepared
 
 VERSION_KEY = "catalog_version"
 

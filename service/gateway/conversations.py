@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..api_error import ApiError
-from ..db import database
 from ..ids import new_id
-from ..models import Conversation, ConversationItem, now
+from ..storage.db import database
+from ..storage.models import Conversation, ConversationItem, now
 from .canonical import Message, Response
 from .codecs import CodecError, openai_responses
 

@@ -18,8 +18,8 @@ from typing import Optional
 
 import peewee as pw
 
-from ..db import database
-from ..models import ApiKey, BudgetHold
+from ..storage.db import database
+from ..storage.models import ApiKey, BudgetHold
 
 log = logging.getLogger("onekeyllm.billing")
 

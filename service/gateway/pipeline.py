@@ -13,18 +13,18 @@ from typing import Callable, Iterator, Optional
 
 from ..api_error import ApiError
 from ..config import Settings
-from ..db import connected
-from ..files import resolve_file_parts
 from ..ids import new_id
-from ..models import Account, ApiKey
-from ..ratelimit import count_in_window
-from ..sse import KEEPALIVE, batches_with_keepalive, encode_event, read_events
-from . import billing, conversations, state
+from ..storage.db import connected
+from ..storage.models import Account, ApiKey
+from ..storage.ratelimit import count_in_window
+from . import billing, threads
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
 from .capacity import headroom
 from .catalog import AccountInfo, ModelInfo, latest, snapshot
 from .codecs import CodecError, anthropic, openai_chat, openai_responses
+from .file_parts import resolve_file_parts
 from .router import cooldowns, order_accounts
+from .sse import KEEPALIVE, batches_with_keepalive, encode_event, read_events
 from .tokens import estimate_request, estimate_text
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
@@ -80,14 +80,9 @@ class Turn:
     input_estimate: int
     started: float
     reservation: Optional[billing.Reservation] = None
-    input_items: list = field(default_factory=list)  # Responses: this turn's normalized input
+    thread: Optional[threads.Thread] = None  # Responses only: the gateway's state for this call
     account: Optional[AccountInfo] = None
     settled: bool = False
-    held_messages: int = 0  # Responses: leading messages of request.messages that the gateway held (thread)
-
-    @property
-    def store(self) -> bool:
-        return self.call.inbound == "responses" and self.call.body.get("store", True) is not False
 
 
 def handle(call: Call) -> Answer:
@@ -117,8 +112,10 @@ def _prepare(call: Call, again: bool = False) -> tuple:
     planned on a catalog that changed meanwhile is planned again.
     """
     codec = CODECS[call.inbound]
+    thread = None
     if call.inbound == "responses":
-        _resolve_item_references(call)
+        thread = threads.open_thread(call.body, lambda: call.ensure_key().id)
+        call.body = thread.body
     try:
         request = codec.parse_request(call.body)
     except CodecError as error:
@@ -134,9 +131,7 @@ def _prepare(call: Call, again: bool = False) -> tuple:
     checked = call.key is not None
     if checked:
         _check_key(call.key, request.model, count=not again)
-    own_messages = len(request.messages)
-    turn = _start_turn(call, request, snap.models[request.model])
-    turn.held_messages = len(turn.request.messages) - own_messages
+    turn = _start_turn(call, request, snap.models[request.model], thread)
     granted = _reserve(turn)
     try:
         if not checked:
@@ -166,31 +161,6 @@ def _reserve(turn: Turn) -> ApiKey:
         raise _budget_exhausted() from None
 
 
-def _is_reference(item) -> bool:
-    """Whether a Responses input item is an `item_reference` (its `type` may be left out: an id, no role)."""
-    return isinstance(item, dict) and isinstance(item.get("id"), str) and (
-        item.get("type") == "item_reference" or ("type" not in item and "role" not in item))
-
-
-def _resolve_item_references(call: Call) -> None:
-    """Replace each `item_reference` of a Responses input by the item it names, among the key's stored
-    responses and conversations (400 when none has it); one already in the request's context (its
-    previous responses or its conversation) adds nothing."""
-    raw = call.body.get("input")
-    if not isinstance(raw, list) or not any(_is_reference(item) for item in raw):
-        return
-    ids = {item["id"] for item in raw if _is_reference(item)}
-    previous = call.body.get("previous_response_id")
-    conversation = conversations.conversation_param(call.body)
-    found, in_context = state.referenced_items(ids, call.ensure_key().id,
-                                               previous if isinstance(previous, str) else None, conversation)
-    missing = sorted(ids - in_context - found.keys())
-    if missing:
-        raise ApiError(400, f"Item with id '{missing[0]}' not found.", param="input", code="item_not_found")
-    call.body = {**call.body, "input": [found[item["id"]] if _is_reference(item) else item for item in raw
-                                         if not _is_reference(item) or item["id"] in found]}
-
-
 def _check_key(key: ApiKey, model: str, count: bool = True) -> None:
     """403 for a model the key may not use; 429 past its rpm (`count`: this call counts toward it)."""
     if key.models and model not in key.models:
@@ -214,34 +184,18 @@ def _check_rpm(key: ApiKey) -> None:
                            code="rate_limit_exceeded", headers={"retry-after": str(retry_after)})
 
 
-def _start_turn(call: Call, request: Request, model: ModelInfo) -> Turn:
+def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional[threads.Thread]) -> Turn:
     prefix, sep = ID_PREFIXES[call.inbound]
-    extra = {}
-    input_items: list = []
-    if call.inbound == "responses":
-        input_items = openai_responses.input_items(call.body) if call.body.get("input") is not None else []
-        previous = call.body.get("previous_response_id")
-        conversation = conversations.conversation_param(call.body)
-        if previous and conversation:
-            raise ApiError(400, "Mutually exclusive parameters: send only one of 'previous_response_id' and "
-                                "'conversation'.", param="conversation", code="mutually_exclusive_parameters")
-        if previous:
-            if not isinstance(previous, str):
-                raise ApiError(400, "previous_response_id must be a string.", param="previous_response_id")
-            request.messages = state.load_thread(previous, call.ensure_key().id) + request.messages
-            extra["previous_response_id"] = previous
-        if conversation:
-            request.messages = conversations.load_messages(conversation, call.ensure_key().id) + request.messages
-            extra["conversation"] = {"id": conversation}
-        extra["store"] = call.body.get("store", True) is not False
+    if thread is not None:
+        thread.prepend_history(request)
     resolve_file_parts(request, lambda: call.ensure_key().id, call.settings,
                        chat_body=call.body if call.inbound == "chat" else None)
     ctx = RenderContext(response_id=new_id(prefix, sep), model=request.model, created_at=int(time.time()),
-                        request_body=call.body, extra=extra,
+                        request_body=call.body, extra=thread.extra if thread else {},
                         include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
                         if isinstance(call.body.get("stream_options"), dict) else False)
     turn = Turn(call=call, request=request, model=model, ctx=ctx, input_estimate=estimate_request(request),
-                started=time.time(), input_items=input_items)
+                started=time.time(), thread=thread)
     _plan(turn)
     return turn
 
@@ -361,35 +315,11 @@ def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
     elif inbound == "responses":
         for name in ("previous_response_id", "conversation"):
             body.pop(name, None)
-        body["input"] = _responses_passthrough_input(turn)
+        body["input"] = turn.thread.passthrough_input(turn.request.messages)
         body["store"] = False
         if cap:
             body["max_output_tokens"] = cap
     return body
-
-
-def _responses_passthrough_input(turn: Turn):
-    """The thread the gateway holds, then the client's own input as it sent it (item types we cannot
-    translate, such as Codex's custom tool calls, and unknown fields kept).
-
-    Input that names files of ours goes the canonical way: only there are file ids made inline content.
-    """
-    raw = turn.call.body.get("input")
-    if _names_file_ids(raw):
-        return openai_responses.messages_to_items(turn.request.messages)
-    held = openai_responses.messages_to_items(turn.request.messages[:turn.held_messages])
-    if not held:
-        return raw if raw is not None else []
-    return held + ([{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else list(raw or []))
-
-
-def _names_file_ids(value) -> bool:
-    """Whether Responses input holds a part with a `file_id` (ours are resolved on the canonical messages)."""
-    if isinstance(value, dict):
-        return "file_id" in value or any(_names_file_ids(v) for v in value.values() if isinstance(v, (dict, list)))
-    if isinstance(value, list):
-        return any(_names_file_ids(v) for v in value)
-    return False
 
 
 # ---------------------------------------------------------------- answers
@@ -420,14 +350,8 @@ def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = Non
 
 
 def _store(turn: Turn, body: dict, response: Response) -> None:
-    if turn.store:
-        with connected():
-            state.store_response(turn.ctx.response_id, turn.call.key.id, turn.request.model, body,
-                                 turn.input_items, turn.request.messages, response)
-    conversation = turn.ctx.extra.get("conversation")
-    if conversation:  # whatever `store` says: the conversation is the client's own record
-        with connected():
-            conversations.append_response(conversation["id"], turn.input_items, body, response)
+    if turn.thread is not None:
+        turn.thread.record(turn.ctx.response_id, turn.request.model, body, turn.request.messages, response)
 
 
 def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
@@ -437,7 +361,7 @@ def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
         for name in ("previous_response_id", "conversation"):
             if name in turn.ctx.extra:
                 raw[name] = turn.ctx.extra[name]
-        raw["store"] = turn.store
+        raw["store"] = turn.thread.store
     return raw
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..api_error import ApiError
-from ..models import Conversation, ConversationItem, StoredResponse
+from ..storage.models import Conversation, ConversationItem, StoredResponse
 from .canonical import Message, ReasoningPart, Response, TextPart, ToolCallPart
 
 

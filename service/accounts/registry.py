@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..api_error import ApiError
+from ..bootstrap import ensure_catalog_models
+from ..gateway.catalog import bump_version
+from ..ids import new_id
+from ..money import usd
+from ..storage.db import database
+from ..storage.models import Account, ApiKey, CatalogModel
 from .auth import hash_secret, new_key_value, redact
-from .bootstrap import ensure_catalog_models
-from .db import database
-from .errors import ApiError
-from .gateway.catalog import bump_version
-from .ids import new_id
-from .models import Account, ApiKey, CatalogModel
-from .money import usd
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com", "echo": ""}
 LIMIT_FIELDS = ("five_hour_usd", "weekly_usd", "five_hour_requests", "weekly_requests", "five_hour_tokens",

@@ -4,8 +4,8 @@ from __future__ import annotations
 import gc
 import os
 
-from .db import CHECKPOINTER, database
-from .gateway.billing import SETTLEMENTS
+from ..gateway.billing import SETTLEMENTS
+from ..storage.db import CHECKPOINTER, database
 
 
 def _live_greenlets() -> int:

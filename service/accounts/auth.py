@@ -11,10 +11,10 @@ from typing import Optional
 import jwt
 from flask import current_app, g, request
 
-from .errors import ApiError
-from .gateway.catalog import VERSION_KEY as CATALOG_VERSION_KEY
-from .models import ApiKey, Setting
-from .prepared import Prepared
+from ..api_error import ApiError
+from ..gateway.catalog import VERSION_KEY as CATALOG_VERSION_KEY
+from ..storage.models import ApiKey, Setting
+from ..storage.prepared import Prepared
 
 KEY_PREFIX = "sk-lazytech-"
 JWT_ISSUER = "onekeyllm"

@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify, request
 from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
-from .api_error import ApiError
+from ..api_error import ApiError
 
 log = logging.getLogger("onekeyllm")
 

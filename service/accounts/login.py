@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .api_error import ApiError
+from ..api_error import ApiError
+from ..storage.models import LoginCode
+from ..storage.ratelimit import count_in_window
 from .auth import hash_secret
-from .models import LoginCode
-from .ratelimit import count_in_window
 
 CODE_DIGITS = 6
 MAX_ATTEMPTS = 5

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .api_error import ApiError
+from ..api_error import ApiError
 
 
 def reject_nul_in_url() -> None:

@@ -1,0 +1,1 @@
+"""People and credentials: keys, the admin bearer, user JWTs, email login, allowances."""

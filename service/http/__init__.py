@@ -1,0 +1,1 @@
+"""The edge every route shares: error envelopes, request guards, response headers."""

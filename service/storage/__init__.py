@@ -1,0 +1,1 @@
+"""Everything that persists: the database, its tables and migrations, hot statements, files."""

@@ -48,6 +48,8 @@ def ensure_catalog_models(model_ids: list) -> None:
             input_nano_per_mtok=to_nano(entry.get("input", "0")),
             output_nano_per_mtok=to_nano(entry.get("output", "0")),
             cached_input_nano_per_mtok=to_nano(entry["cached_input"]) if "cached_input" in entry else None,
+            cache_write_nano_per_mtok=to_nano(entry["cache_write"]) if "cache_write" in entry else None,
+            cache_write_1h_nano_per_mtok=to_nano(entry["cache_write_1h"]) if "cache_write_1h" in entry else None,
         ).on_conflict_ignore().execute()
 
 

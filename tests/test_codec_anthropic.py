@@ -278,7 +278,7 @@ def test_parse_response_counts_cached_tokens_as_input():
     assert resp.parts == [ReasoningPart(text=SIGNED["thinking"], signature=SIGNED["signature"]), TextPart("Checking."),
                           ToolCallPart(id="toolu_1", name="w", arguments='{"city": "Paris"}')]
     assert (resp.id, resp.stop_reason) == ("msg_up", "tool_use")
-    assert resp.usage == Usage(input_tokens=115, output_tokens=30, cached_tokens=100, cache_creation_tokens=5)
+    assert resp.usage == Usage(input_tokens=115, output_tokens=30, cached_tokens=100, cache_write_tokens=5)
     with pytest.raises(CodecError):
         parse_response({"type": "error", "error": {"type": "api_error", "message": "boom"}})
 

@@ -12,7 +12,7 @@ import requests
 from conftest import is_postgres
 
 from service.storage.db import database, init_database
-from service.storage.models import ApiKey, RequestLog
+from service.storage.models import IN_FLIGHT, ApiKey, RequestLog
 
 PRICES = {"input_usd_per_mtok": "100", "output_usd_per_mtok": "1000"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
@@ -68,10 +68,10 @@ def log_rows(db, key_id: str) -> list:
 
 
 def wait_for_rows(db, key_id: str, count: int = 1, timeout: float = 15) -> list:
-    """The key's request-log rows, once `count` of them exist (a stream's row is written as it ends)."""
+    """The key's settled request-log rows, once `count` of them are (a stream's row is settled as it ends)."""
     deadline = time.time() + timeout
     while True:
-        rows = log_rows(db, key_id)
+        rows = [row for row in log_rows(db, key_id) if row.status_code != IN_FLIGHT]
         if len(rows) >= count or time.time() > deadline:
             return rows
         time.sleep(0.1)
@@ -108,12 +108,12 @@ def test_concurrent_requests_never_spend_past_the_budget(inbound, gateway, accou
 
 
 def test_the_output_is_capped_at_what_the_budget_affords(gateway, accounts, db, upstream):
-    key = gateway.create_key(budget="0.003", name="capped")
+    key = gateway.create_key(budget="0.0045", name="capped")
     answer = post(gateway, key["key"], "chat", body_for("chat", accounts[("chat", "ok")], max_tokens=500))
     assert answer.status_code == 200, answer.text
     sent = upstream.last("/v1/chat/completions", scenario="ok").body
     cap = sent.get("max_completion_tokens", sent.get("max_tokens"))
-    assert cap == 1  # after the input estimate, 0.003 USD buys one output token at 1000 USD/Mtok
+    assert cap == 1  # after the input's bound (33 tokens: 0.0033 USD), 0.0045 USD buys one output token
     assert_spend_matches_log(gateway, db, key)
 
 

@@ -3,10 +3,14 @@
 A request reserves its worst case before it goes upstream, in one conditional
 UPDATE (`used + reserved + worst <= budget`), so concurrent requests can never
 spend past the limit; a `budget_hold` row written with it names the process
-holding it, so the holds of a crashed process can be given back (holds.py).
-Settlement releases the reservation and charges the real cost, capped at the
-reservation, in the same transaction that writes the request-log row: the log
-and the spend always agree.
+holding it, so the holds of a crashed process can be given back (holds.py), and
+the call's request-log row, `IN_FLIGHT`, so a call that reached an upstream has
+its row even if the process is killed. The worst case is a true upper bound
+(tokens.bound_request, the output cap), so the real cost fits it. Settlement
+releases the reservation and charges the real cost, in the same transaction
+that settles the request-log row: the log and the spend always agree. An
+upstream that reports more than its bound is charged up to the key's limit
+only, the rest recorded as the row's overage and its account flagged.
 """
 from __future__ import annotations
 
@@ -15,29 +19,24 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..ids import new_id
-from ..money import cost_nano
+from ..money import cost_nano, usd
 from ..storage.db import database, is_postgres
 from ..storage.group_commit import GroupCommit
-from ..storage.models import ApiKey, BudgetHold, RequestLog
+from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog
 from ..storage.prepared import Prepared, ServerPrepared
 from . import holds
 from .canonical import Usage
 from .capacity import note_settled
 from .catalog import VERSION_KEY as CATALOG_VERSION_KEY
 from .catalog import ModelInfo
+from .pricing import highest_input_price, price_tokens, prices_of
 
-INPUT_MARGIN = 1.25  # the input estimate may be short of the upstream's count
 DEFAULT_MAX_OUTPUT = 4096
 
 
 def price_usage(model: ModelInfo, usage: Usage) -> int:
-    """The cost of `usage` in nano-dollars."""
-    cached = min(usage.cached_tokens, usage.input_tokens)
-    cached_price = model.cached_input_nano_per_mtok
-    if cached_price is None:
-        cached_price = model.input_nano_per_mtok
-    return (cost_nano(usage.input_tokens - cached, model.input_nano_per_mtok)
-            + cost_nano(cached, cached_price) + cost_nano(usage.output_tokens, model.output_nano_per_mtok))
+    """The exact cost of `usage` in nano-dollars: input, cached input, cache writes and output at their prices."""
+    return price_tokens(prices_of(model), usage)
 
 
 @dataclass
@@ -46,32 +45,49 @@ class Reservation:
     amount: int  # nano-dollars held
     max_output_tokens: int  # what the budget affords (the request is capped at this)
     capped: bool  # whether the budget lowered the request's own limit
-    hold_id: Optional[str] = None  # the budget_hold row, once reserved
+    hold_id: Optional[str] = None  # the budget_hold row, once reserved (and the id of the call's log row)
+    pending: Optional["PendingRow"] = None  # the in-flight request-log row written with the hold
+
+
+@dataclass
+class PendingRow:
+    """What the in-flight request-log row says before the upstream answers: a killed call is settled on it."""
+
+    endpoint: str
+    model: str
+    stream: bool
+    input_tokens: int  # the input's estimate: what a killed call is charged (holds.settle_abandoned)
+    cost: int  # those tokens at the input price
+    prices: str  # the model's prices (pricing.prices_json)
+    started: float
 
 
 class BudgetExhausted(Exception):
     """The key cannot afford even a minimal answer."""
 
 
-def plan_reservation(key: Optional[ApiKey], model: ModelInfo, input_tokens: int,
-                     requested_output: Optional[int]) -> Reservation:
+def plan_reservation(key: Optional[ApiKey], model: ModelInfo, input_bound: int,
+                     requested_output: Optional[int], cache_writes: bool = False) -> Reservation:
     """The worst case of a request, its output capped at what the key's remaining budget affords.
 
+    `input_bound`: input tokens no upstream can count more of (tokens.bound_request), each priced as the
+    dearest kind of input (a cache write where the request asks for caching: `cache_writes`).
     Without the key's row (not read yet: the grant by hash reads it), the worst case is not capped; a grant
     it does not fit is refused, and the request is planned again on the key's own figures.
     """
     try:
-        return _plan(key, model, input_tokens, requested_output)
+        return _plan(key, model, input_bound, requested_output, cache_writes)
     except BudgetExhausted:
         if not holds.sweep_if_due():
             raise
     # holds of a stopped process were just given back: plan again on the key's current figures
-    return _plan(ApiKey.get_by_id(key.id), model, input_tokens, requested_output)
+    return _plan(ApiKey.get_by_id(key.id), model, input_bound, requested_output, cache_writes)
 
 
-def _plan(key: Optional[ApiKey], model: ModelInfo, input_tokens: int, requested_output: Optional[int]) -> Reservation:
+def _plan(key: Optional[ApiKey], model: ModelInfo, input_bound: int, requested_output: Optional[int],
+          cache_writes: bool) -> Reservation:
     wanted = requested_output or model.max_output_tokens or DEFAULT_MAX_OUTPUT
-    input_cost = cost_nano(int(input_tokens * INPUT_MARGIN) + 1, model.input_nano_per_mtok)
+    input_cost = cost_nano(input_bound, highest_input_price(prices_of(model), cache_writes))
     out_price = model.output_nano_per_mtok
     capped = False
     if key is not None and key.budget_nano is not None:
@@ -110,10 +126,18 @@ _BUDGET_CONDITION = ("(budget_nano IS NULL OR (used_nano < budget_nano AND used_
 _MATCH = {"id": "id = {p}",
           "hash": "key_hash = {p} AND NOT revoked AND NOT disabled AND (expires_at IS NULL OR expires_at > {p})"}
 _HOLD_COLUMNS = "id, key_id, amount_nano, owner, created_at"
+LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
+              "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error",
+              "cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")
+_LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
+_LOG_VALUES = "(" + ", ".join(["%s"] * len(LOG_FIELDS)) + ")"
+# the in-flight row goes in with the hold: the key's id is the one granted (the grant may find it by hash)
+_PENDING_SELECT = ", ".join("granted.id" if name == "key_id" else "%s" for name in LOG_FIELDS)
 GRANT_SQL_POSTGRES = {by: f"""
 WITH granted AS (
     UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match} AND {_BUDGET_CONDITION} RETURNING *),
-held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s FROM granted)
+held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s FROM granted),
+logged AS (INSERT INTO request_log ({_LOG_COLUMNS}) SELECT {_PENDING_SELECT} FROM granted)
 SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
     set_config('synchronous_commit', 'off', true) AS async_commit
 FROM granted""".format(p="%s") for by, match in _MATCH.items()}
@@ -128,12 +152,15 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
     """One attempt at the reservation, for the key `reservation.key_id` or else the live key `key_hash`.
 
     The key's row once granted (with `catalog_version`), None when not granted. Sets `hold_id` (and `key_id`).
+    With `reservation.pending`, the call's in-flight request-log row (id `hold_id`) is written with the hold.
     """
     now = time.time()
     by, match = ("hash", (key_hash, int(now))) if key_hash is not None else ("id", (reservation.key_id,))
-    amount, hold_id, owner = reservation.amount, new_id("hold"), holds.owner()
+    amount, hold_id, owner = reservation.amount, new_id("req"), holds.owner()
+    pending = _pending_row(hold_id, reservation.pending)
     if is_postgres():
-        params = (amount, *match, amount, hold_id, amount, owner, now, CATALOG_VERSION_KEY)
+        params = (amount, *match, amount, hold_id, amount, owner, now,
+                  *(value for name, value in zip(LOG_FIELDS, pending) if name != "key_id"), CATALOG_VERSION_KEY)
         row = GRANT_POSTGRES[by].run(lambda sql: next(iter(ApiKey.raw(sql, *params)), None))
     else:
         with database.atomic():
@@ -142,11 +169,19 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
                 return None
             row = rows[0]
             database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now))
+            INSERT_LOG.rowcount(hold_id, row.id, *pending[2:])
     if row is None:
         return None
     row.catalog_version = row.catalog_version or "0"  # no admin write yet
     reservation.key_id, reservation.hold_id = row.id, hold_id
     return row
+
+
+def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
+    """The in-flight row's LOG_FIELDS values (key_id left None: the grant names it)."""
+    p = pending or PendingRow("", "", False, 0, 0, None, time.time())
+    return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, p.cost,
+            0, None, None, 0, 0, 0, p.prices)
 
 
 @dataclass
@@ -162,11 +197,16 @@ class LogEntry:
     started: float
     response_id: Optional[str] = None
     error: Optional[str] = None
+    prices: Optional[str] = None  # pricing.prices_json of the prices `cost` was computed at
 
 
-LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
-              "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error")
-INSERT_LOG = Prepared(lambda *values: RequestLog.insert(dict(zip(LOG_FIELDS, values))))
+# an upsert: settling a call fills in the in-flight row the grant wrote
+_SETTLED_FIELDS = [name for name in LOG_FIELDS if name not in ("id", "key_id", "created_at")]
+INSERT_LOG = Prepared(lambda *values: RequestLog.insert(dict(zip(LOG_FIELDS, values))).on_conflict(
+    conflict_target=[RequestLog.id], preserve=[RequestLog._meta.fields[name] for name in _SETTLED_FIELDS]))
+_UPSERT_LOG = "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f'"{name}" = EXCLUDED."{name}"' for name in _SETTLED_FIELDS)
+COST_AT = LOG_FIELDS.index("cost_nano")
+OVERAGE_AT = LOG_FIELDS.index("overage_nano")
 DROP_HOLD = Prepared(lambda hold_id: BudgetHold.delete().where(BudgetHold.id == hold_id))
 CHARGE = Prepared(lambda charge, held, now, key_id: ApiKey.update(
     reserved_nano=ApiKey.reserved_nano - held, used_nano=ApiKey.used_nano + charge,
@@ -186,15 +226,13 @@ class Settlement:
 
 
 # Deleting the hold is the claim on its amount (see holds.py): released once, by whoever deletes it.
-_LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
-_LOG_VALUES = "(" + ", ".join(["%s"] * len(LOG_FIELDS)) + ")"
 SETTLE_SQL_POSTGRES = f"""
 WITH dropped AS (DELETE FROM budget_hold WHERE id = %s RETURNING amount_nano),
 charged AS (
     UPDATE api_key SET used_nano = used_nano + %s,
         reserved_nano = reserved_nano - COALESCE((SELECT sum(amount_nano) FROM dropped), 0), last_used_at = %s
     WHERE id = %s RETURNING id)
-INSERT INTO request_log ({_LOG_COLUMNS}) VALUES {_LOG_VALUES}
+INSERT INTO request_log ({_LOG_COLUMNS}) VALUES {_LOG_VALUES} {_UPSERT_LOG}
 """
 SETTLE_POSTGRES = ServerPrepared(SETTLE_SQL_POSTGRES)
 # Many settlements in one statement: each key's row is updated once, by the sum of its charges and releases.
@@ -208,25 +246,56 @@ charged AS (
     UPDATE api_key SET used_nano = used_nano + per_key.charge, reserved_nano = reserved_nano - per_key.released,
         last_used_at = %s
     FROM per_key WHERE api_key.id = per_key.key_id RETURNING api_key.id)
-INSERT INTO request_log ({columns}) VALUES {rows}
+INSERT INTO request_log ({columns}) VALUES {rows} {upsert}
 """
 
 
 def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
-    """Release the hold, charge the real cost (at most the hold) and write the log row; returns the charge.
+    """Release the hold, charge the real cost and settle the log row; returns the charge.
 
+    The charge is the cost; only a cost past the hold (an upstream that reported more than its bound) is
+    charged up to the key's limit, the rest recorded as the row's overage (`_settle_overage`).
     Returns once all of it is committed: requests that settle together share one transaction (group_commit).
     """
-    charge = entry.cost if reservation is None else min(entry.cost, reservation.amount)
     now = time.time()
     usage = entry.usage
-    log_row = (new_id("req"), entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
-               entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, charge,
-               int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500])
     held = reservation is not None
-    SETTLEMENTS.submit(Settlement(reservation.hold_id if held else None, reservation.key_id if held else None,
-                                  reservation.amount if held else 0, charge, now, log_row))
+    row_id = reservation.hold_id if held and reservation.hold_id else new_id("req")
+    log_row = (row_id, entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
+               entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, entry.cost,
+               int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500],
+               usage.cache_write_tokens, usage.cache_write_1h_tokens, 0, entry.prices)
+    settlement = Settlement(reservation.hold_id if held else None, reservation.key_id if held else None,
+                            reservation.amount if held else 0, entry.cost, now, log_row)
+    if held and entry.cost > reservation.amount:
+        charge = _settle_overage(settlement, entry.account)
+    else:
+        SETTLEMENTS.submit(settlement)
+        charge = entry.cost
     note_settled(entry.account, charge, entry.usage.input_tokens + entry.usage.output_tokens, entry.started)
+    return charge
+
+
+def _settle_overage(s: Settlement, account: Optional[str]) -> int:
+    """Settle a cost past its hold: charged up to the key's limit, the rest the row's overage; the account
+    flagged. Rare (an upstream past its bound), so written alone, with the key's row locked."""
+    cost = s.charge
+    with database.atomic():  # SQLite's transactions begin IMMEDIATE (storage/db.py): the key's row is ours
+        released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
+        query = ApiKey.select(ApiKey.budget_nano, ApiKey.used_nano, ApiKey.reserved_nano).where(ApiKey.id == s.key_id)
+        key = (query.for_update() if is_postgres() else query).get()
+        if key.budget_nano is None:
+            charge = cost
+        else:  # what no other hold has reserved: the limit is never passed, others' worst cases still fit
+            charge = min(cost, max(0, key.budget_nano - key.used_nano - (key.reserved_nano - released)))
+        CHARGE.rowcount(charge, released, int(s.now), s.key_id)
+        row = list(s.log_row)
+        row[COST_AT], row[OVERAGE_AT] = charge, cost - charge
+        INSERT_LOG.rowcount(*row)
+        if account is not None:
+            note = (f"reported usage past the bound it was given: {usd(cost)} USD for a hold of {usd(s.amount)} "
+                    f"(request {s.log_row[0]}; {usd(cost - charge)} USD past the key's limit, not charged)")
+            Account.update(last_error=note).where(Account.name == account).execute()
     return charge
 
 
@@ -242,7 +311,8 @@ def _write_settlements(batch: list) -> None:
     now = int(max(s.now for s in batch))
     if is_postgres():
         sql = SETTLE_MANY_SQL_POSTGRES.format(entries=", ".join(["(%s::text, %s::text, %s::bigint)"] * len(batch)),
-                                              columns=_LOG_COLUMNS, rows=", ".join([_LOG_VALUES] * len(batch)))
+                                              columns=_LOG_COLUMNS, rows=", ".join([_LOG_VALUES] * len(batch)),
+                                              upsert=_UPSERT_LOG)
         params = [value for s in batch for value in (s.hold_id, s.key_id, s.charge)]
         params.append(now)
         params += [value for s in batch for value in s.log_row]

@@ -152,7 +152,8 @@ class Usage:
     input_tokens: int = 0  # all input tokens, cached ones included
     output_tokens: int = 0
     cached_tokens: int = 0  # of input_tokens, read from cache
-    cache_creation_tokens: int = 0  # of input_tokens, written to cache
+    cache_write_tokens: int = 0  # of input_tokens, written to cache (5-minute and 1-hour writes)
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, the 1-hour writes
     reasoning_tokens: int = 0  # of output_tokens
 
     @property
@@ -161,7 +162,8 @@ class Usage:
 
     def merge(self, other: "Usage") -> None:
         """Take every non-zero figure of `other` (stream usage arrives in pieces)."""
-        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_creation_tokens", "reasoning_tokens"):
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                     "reasoning_tokens"):
             value = getattr(other, name)
             if value:
                 setattr(self, name, value)

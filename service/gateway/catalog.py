@@ -29,6 +29,7 @@ class AccountInfo:
     weight: int
     enabled: bool
     limits: dict
+    compat: dict = field(default_factory=dict)
 
     def upstream_model(self, public: str) -> str:
         """The upstream's name for a public model."""
@@ -46,6 +47,8 @@ class ModelInfo:
     output_nano_per_mtok: int
     cached_input_nano_per_mtok: Optional[int]
     created_at: int
+    cache_write_nano_per_mtok: Optional[int] = None  # None: 1.25x input
+    cache_write_1h_nano_per_mtok: Optional[int] = None  # None: 2x input
 
 
 @dataclass
@@ -73,7 +76,8 @@ def _load(version: str) -> Snapshot:
         info = AccountInfo(id=row.id, name=row.name, provider=row.provider, base_url=row.base_url or "",
                            api_key=row.api_key or "", api=row.api or "chat", models=tuple(row.models or ()),
                            model_map=dict(row.model_map or {}), weight=max(0, row.weight or 0),
-                           enabled=bool(row.enabled), limits=dict(row.limits or {}))
+                           enabled=bool(row.enabled), limits=dict(row.limits or {}),
+                           compat=dict(row.compat or {}))
         snap.accounts[info.id] = info
         if info.enabled:
             for model in info.models:
@@ -83,7 +87,9 @@ def _load(version: str) -> Snapshot:
             id=row.id, display_name=row.display_name or row.id, owned_by=row.owned_by or "",
             context_window=row.context_window, max_output_tokens=row.max_output_tokens,
             input_nano_per_mtok=row.input_nano_per_mtok or 0, output_nano_per_mtok=row.output_nano_per_mtok or 0,
-            cached_input_nano_per_mtok=row.cached_input_nano_per_mtok, created_at=row.created_at or 0)
+            cached_input_nano_per_mtok=row.cached_input_nano_per_mtok, created_at=row.created_at or 0,
+            cache_write_nano_per_mtok=row.cache_write_nano_per_mtok,
+            cache_write_1h_nano_per_mtok=row.cache_write_1h_nano_per_mtok)
     # a served model without a catalog row is still usable, at zero price
     for model in snap.serving:
         snap.models.setdefault(model, ModelInfo(model, model, "onekeyllm", None, None, 0, 0, None, 0))

@@ -7,6 +7,11 @@ same host gives back the holds of owners that no longer run when it starts, and
 before it would answer a 402. Holds of other hosts are given back once they are
 older than any request lasts. Deleting the row is the claim: whoever deletes it
 (the settling request or the sweep) is the one that releases its amount.
+
+A hold shares its id with its call's request-log row, written `IN_FLIGHT` with
+it (billing.grant): a hold given back by its own process (the call never reached
+an upstream) takes the row with it; a hold of a stopped process settles the row
+as abandoned (status 499), charged what the row knew: its input's estimate.
 """
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ from typing import Optional
 import peewee as pw
 
 from ..storage.db import database
-from ..storage.models import ApiKey, BudgetHold
+from ..storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
 
 log = logging.getLogger("onekeyllm.billing")
 
 SWEEP_INTERVAL = 30.0  # seconds between sweeps a process makes on its own (after a 402)
 FOREIGN_HOLD_MAX_AGE = 24 * 3600.0  # a hold of another host older than this belongs to no live request
+ABANDONED = 499  # the status of a call whose process stopped before it settled
+ABANDONED_NOTE = "the gateway process serving this call stopped before it settled; charged the input's estimate"
 
 _identity: dict = {}
 _next_sweep = 0.0
@@ -95,16 +102,39 @@ def give_back(hold_id: str, key_id: Optional[str] = None, amount: Optional[int] 
         if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
             return 0
         ApiKey.update(reserved_nano=ApiKey.reserved_nano - amount).where(ApiKey.id == key_id).execute()
+        RequestLog.delete().where((RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT)).execute()
     return amount
 
 
+def settle_abandoned(hold_id: str) -> int:
+    """Give back the hold of a stopped process and settle its call's in-flight row (status 499), charged
+    the row's input estimate (never more than the hold); the amount released (0 if already gone)."""
+    hold = BudgetHold.get_or_none(BudgetHold.id == hold_id)  # neither changes while their owner is gone
+    if hold is None:
+        return 0
+    pending = RequestLog.get_or_none((RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT))
+    charge = min(pending.cost_nano, hold.amount_nano) if pending is not None else 0
+    with database.atomic():
+        if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
+            return 0
+        if pending is not None and not RequestLog.update(
+                status_code=ABANDONED, cost_nano=charge, error=ABANDONED_NOTE,
+                latency_ms=int((time.time() - pending.created_at) * 1000)).where(
+                (RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT)).execute():
+            charge = 0
+        ApiKey.update(reserved_nano=ApiKey.reserved_nano - hold.amount_nano,
+                      used_nano=ApiKey.used_nano + charge).where(ApiKey.id == hold.key_id).execute()
+    return hold.amount_nano
+
+
 def reclaim_orphaned_holds() -> int:
-    """Give back every hold whose owner no longer runs; returns how many (0 if the database said no)."""
+    """Give back every hold whose owner no longer runs, settling its call's row (settle_abandoned); returns
+    how many (0 if the database said no)."""
     now = time.time()
     try:
         orphans = [hold.id for hold in BudgetHold.select(BudgetHold.id, BudgetHold.owner, BudgetHold.created_at)
                    if not owner_runs(hold.owner, hold.created_at, now)]
-        released = sum(1 for hold_id in orphans if give_back(hold_id))
+        released = sum(1 for hold_id in orphans if settle_abandoned(hold_id))
     except pw.DatabaseError:  # a busy database: the next sweep will do it; never fail a start or a request
         log.warning("could not give back budget holds now", exc_info=True)
         return 0

@@ -18,14 +18,16 @@ from ..storage.db import connected
 from ..storage.models import Account, ApiKey
 from ..storage.ratelimit import count_in_window
 from . import billing, threads
-from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
+from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage, response_events
 from .capacity import headroom
 from .catalog import AccountInfo, ModelInfo, latest, snapshot
 from .codecs import CodecError, anthropic, openai_chat, openai_responses
 from .file_parts import resolve_file_parts
+from .output_cap import OutputWatch, apply_cap
+from .pricing import prices_json, prices_of
 from .router import cooldowns, order_accounts
 from .sse import KEEPALIVE, batches_with_keepalive, encode_event, read_events
-from .tokens import estimate_request, estimate_text
+from .tokens import asks_for_caching, bound_request, estimate_request, estimate_text
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
 
@@ -79,6 +81,9 @@ class Turn:
     ctx: RenderContext
     input_estimate: int
     started: float
+    input_bound: int = 0  # input tokens no upstream can count more of (what is reserved)
+    requested_output: Optional[int] = None  # the client's own output limit, if it set one
+    prices: Optional[str] = None  # the model's prices as planned (pricing.prices_json), kept in the log row
     reservation: Optional[billing.Reservation] = None
     thread: Optional[threads.Thread] = None  # Responses only: the gateway's state for this call
     account: Optional[AccountInfo] = None
@@ -195,21 +200,29 @@ def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional
                         include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
                         if isinstance(call.body.get("stream_options"), dict) else False)
     turn = Turn(call=call, request=request, model=model, ctx=ctx, input_estimate=estimate_request(request),
-                started=time.time(), thread=thread)
+                started=time.time(), thread=thread, input_bound=bound_request(request, model.context_window),
+                requested_output=request.max_output_tokens)
     _plan(turn)
     return turn
 
 
 def _plan(turn: Turn) -> None:
-    """The turn's worst case, on its key's figures where read (402 when it cannot afford even a short answer)."""
-    request = turn.request
+    """The turn's worst case, on its key's figures where read (402 when it cannot afford even a short answer).
+
+    Its output cap becomes the request's: the upstream is always sent the cap that was reserved.
+    """
+    request, call = turn.request, turn.call
     try:
-        turn.reservation = billing.plan_reservation(turn.call.key, turn.model, turn.input_estimate,
-                                                    request.max_output_tokens)
+        turn.reservation = billing.plan_reservation(call.key, turn.model, turn.input_bound,
+                                                    turn.requested_output, asks_for_caching(call.body))
     except billing.BudgetExhausted:
         raise _budget_exhausted() from None
-    if turn.reservation.capped:
-        request.max_output_tokens = turn.reservation.max_output_tokens
+    request.max_output_tokens = turn.reservation.max_output_tokens
+    prices = prices_of(turn.model)
+    turn.prices = prices_json(prices)
+    turn.reservation.pending = billing.PendingRow(
+        call.endpoint, request.model, request.stream, turn.input_estimate,
+        billing.price_usage(turn.model, Usage(input_tokens=turn.input_estimate)), turn.prices, turn.started)
 
 
 # ---------------------------------------------------------------- routing and failover
@@ -227,6 +240,7 @@ def _dispatch(turn: Turn, accounts: list) -> Answer:
         passthrough = upstream.wire_name == turn.call.inbound
         body = _passthrough_body(turn, account) if passthrough else upstream.wire.render_request(
             _for_upstream(turn.request, turn.model), account.upstream_model(turn.request.model))
+        apply_cap(body, upstream.wire_name, account, turn.request.max_output_tokens)
         headers = turn.call.forward_headers if upstream.provider == "anthropic" and passthrough else None
         try:
             answer = upstream.send(body, stream=turn.request.stream, headers=headers,
@@ -301,24 +315,15 @@ def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
     """The client's own body for an upstream of the same format: unknown fields kept, model mapped."""
     body = dict(turn.call.body)
     body["model"] = account.upstream_model(turn.request.model)
-    cap = turn.request.max_output_tokens if turn.reservation and turn.reservation.capped else None
-    inbound = turn.call.inbound
+    inbound = turn.call.inbound  # the output cap is set by the caller (apply_cap), as for every upstream body
     if inbound == "chat":
-        if cap:
-            body.pop("max_tokens", None)
-            body["max_completion_tokens"] = cap
         if body.get("stream"):
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-    elif inbound == "anthropic":
-        if cap:
-            body["max_tokens"] = cap
     elif inbound == "responses":
         for name in ("previous_response_id", "conversation"):
             body.pop(name, None)
         body["input"] = turn.thread.passthrough_input(turn.request.messages)
         body["store"] = False
-        if cap:
-            body["max_output_tokens"] = cap
     return body
 
 
@@ -344,7 +349,7 @@ def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = Non
         key_id=turn.call.key.id, endpoint=turn.call.endpoint, model=turn.request.model,
         account=turn.account.name if turn.account else None, stream=turn.request.stream, status_code=status,
         usage=usage, cost=billing.price_usage(turn.model, usage), started=turn.started,
-        response_id=response_id, error=error)
+        response_id=response_id, error=error, prices=turn.prices)
     with connected():
         return billing.settle(turn.reservation, entry)
 
@@ -452,12 +457,15 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     status, error = CLIENT_CLOSED, None
     source = batches_with_keepalive(events, turn.call.settings.keepalive_seconds)
+    watch = OutputWatch(turn.request.max_output_tokens)
     out: list = []  # encoded, not yet written
     try:
         for batch in source:
             if batch is None:
                 yield KEEPALIVE
                 continue
+            if watch.passes(batch):  # an upstream generating past the cap: it ends here, with a length stop
+                batch = watch.ending()
             for event in batch:
                 if event.type == "tool_call":
                     event = replace(event, call_id=_client_call_id(turn, event.call_id))
@@ -469,6 +477,8 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
             if out:
                 written, out = b"".join(out), []
                 yield written
+            if watch.stopped:
+                break  # the upstream is closed as the read stops (finally)
         if not builder.finished:
             raise UpstreamError("protocol", "The upstream stream ended early.")
         tail = renderer.close()
@@ -517,6 +527,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     status, error, final = CLIENT_CLOSED, None, None
     adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
     source = batches_with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
+    watch = OutputWatch(turn.request.max_output_tokens)
     out: list = []  # encoded, not yet written
     try:
         for batch in source:
@@ -527,7 +538,14 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
                 if adopt_id:
                     adopt_id = False
                     _adopt_upstream_id(turn, name, data)
-                for event in parser.feed(name, data):
+                events = parser.feed(name, data)
+                if watch.passes(events):  # an upstream generating past the cap: it ends here, with a length stop
+                    tail = _stopped_at_cap(turn, builder, watch)
+                    status = 200
+                    _finish_stream(turn, status, builder.response, None, _final_body(turn, tail, builder.response))
+                    out += [encode_event(name, payload) for name, payload in tail]
+                    break
+                for event in events:
                     builder.feed(event)
                     if event.type == "error":
                         error = event.text
@@ -542,7 +560,9 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
             if out:
                 written, out = b"".join(out), []
                 yield written
-        tail = parser.close()
+            if watch.stopped:
+                break  # the upstream is closed as the read stops (finally)
+        tail = [] if watch.stopped else parser.close()
         for event in tail:
             builder.feed(event)
         if error:
@@ -563,6 +583,25 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
             _finish_stream(turn, status, builder.response, error, final)
     if out:
         yield b"".join(out)
+
+
+def _stopped_at_cap(turn: Turn, builder: ResponseBuilder, watch: OutputWatch) -> list:
+    """The client format's closing events for a passthrough stream stopped at the cap.
+
+    A renderer of the client's format is brought silently to where the upstream's stream was (the parts so
+    far, the last one left open), so that what it writes from there closes what the client has seen.
+    """
+    renderer = CODECS[turn.call.inbound].StreamRenderer(turn.ctx)
+    so_far = [e for e in response_events(builder.response) if e.type not in ("usage", "finish")]
+    if so_far and so_far[-1].type == "part_end":
+        so_far.pop()
+    for event in so_far:
+        renderer.feed(event)
+    tail = []
+    for event in watch.ending():
+        builder.feed(event)
+        tail += renderer.feed(event)
+    return tail + renderer.close()
 
 
 def _forwarded_event(turn: Turn, name: Optional[str], data: str, final: Optional[dict]) -> tuple:

@@ -1,4 +1,4 @@
-"""A local token estimate, for upstreams that report no usage and for budget reservations.
+"""A local token estimate (for upstreams that report no usage) and the input's upper bound (for reservations).
 
 No tokenizer ships its vocabulary offline with a license we can vendor here,
 so we estimate: about four characters of English (or one CJK character) per
@@ -53,3 +53,79 @@ def estimate_request(request: Request) -> int:
         total += estimate_text(tool.name) + estimate_text(tool.description or "")
         total += estimate_text(json.dumps(tool.parameters, separators=(",", ":")))
     return total
+
+
+# ---------------------------------------------------------------- the input's upper bound
+# A true upper bound on the input tokens of any upstream's tokenizer, for budget reservations, by arithmetic
+# only: a byte-level BPE token (OpenAI's, Anthropic's, Llama's byte fallback) covers at least one byte of
+# UTF-8, so a text's bytes bound its tokens. What is not text is bounded by its providers' formulas.
+FRAMING_PER_MESSAGE = 8  # role and separators: OpenAI documents 3-4 per message; chat templates a few more
+FRAMING_PER_REQUEST = 16  # the reply's priming and the system turn's framing
+FRAMING_PER_TOOL = 16
+TOOL_USE_PROMPT = 400  # the system prompt providers add when tools are given (Anthropic documents 313-346)
+# The most one image is counted as, over the providers' documented formulas: OpenAI's patch models cap an
+# image at 1,536 patches x 1.62 (2,489), its tiled models at 765 (high detail), Anthropic at about 1,600
+# (1.15 megapixels / 750) after resizing. An upstream that counts more is charged as its overage.
+IMAGE_BOUND = 2600
+
+
+def text_bytes(text: str) -> int:
+    """The UTF-8 length of `text`, without encoding it when it is ASCII (the common case)."""
+    if not text:
+        return 0
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _part_bound(part, unknown: int) -> int:
+    if isinstance(part, TextPart):
+        return text_bytes(part.text)
+    if isinstance(part, ToolCallPart):
+        return text_bytes(part.name) + text_bytes(part.arguments) + FRAMING_PER_MESSAGE
+    if isinstance(part, ToolResultPart):
+        if isinstance(part.content, list):
+            return FRAMING_PER_MESSAGE + sum(_part_bound(p, unknown) for p in part.content)
+        return text_bytes(part.content) + FRAMING_PER_MESSAGE
+    if isinstance(part, ReasoningPart):
+        return text_bytes(part.text) + text_bytes(part.signature or "") + text_bytes(part.redacted_data or "") \
+            + text_bytes(part.encrypted_content or "")
+    if isinstance(part, ImagePart):
+        return IMAGE_BOUND
+    if isinstance(part, FilePart):
+        # a document is read as its text and pages: never more tokens than its bytes, of which base64 has more
+        if part.data or part.text:
+            return len(part.data or "") + text_bytes(part.text or "") + IMAGE_BOUND
+        return unknown  # a URL the upstream fetches: only the context window bounds it
+    return unknown
+
+
+def bound_request(request: Request, context_window: int | None = None) -> int:
+    """Input tokens that no upstream's count of `request` can exceed (capped at the model's context window).
+
+    A document given by URL alone is bounded by the context window only (a large constant without one).
+    """
+    unknown = context_window or 1_000_000
+    total = FRAMING_PER_REQUEST + text_bytes(request.system or "")
+    for message in request.messages:
+        total += FRAMING_PER_MESSAGE + sum(_part_bound(p, unknown) for p in message.parts)
+    if request.tools:
+        total += TOOL_USE_PROMPT
+        for tool in request.tools:
+            total += FRAMING_PER_TOOL + text_bytes(tool.name) + text_bytes(tool.description or "")
+            total += text_bytes(json.dumps(tool.parameters, separators=(",", ":"), ensure_ascii=False))
+    if request.response_format:
+        total += text_bytes(json.dumps(request.response_format, separators=(",", ":"), ensure_ascii=False))
+    return min(total, context_window) if context_window else total
+
+
+def asks_for_caching(body: dict) -> bool:
+    """Whether a request body marks anything `cache_control` (then input may be billed as cache writes)."""
+    stack: list = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "cache_control" in value:
+                return True
+            stack.extend(v for v in value.values() if isinstance(v, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend(v for v in value if isinstance(v, (dict, list)))
+    return False

@@ -38,8 +38,24 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
+def m006_money(db) -> None:
+    """Exact charges: cache-write prices, each row's cache writes, overage and prices, accounts' `compat`."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+    from playhouse.migrate import migrate as run
+
+    migrator = PostgresqlMigrator(db) if is_postgres() else SqliteMigrator(db)
+    added = [(m.CatalogModel, "cache_write_nano_per_mtok"), (m.CatalogModel, "cache_write_1h_nano_per_mtok"),
+             (m.Account, "compat"), (m.RequestLog, "cache_write_tokens"), (m.RequestLog, "cache_write_1h_tokens"),
+             (m.RequestLog, "overage_nano"), (m.RequestLog, "prices")]
+    for model, name in added:
+        table = model._meta.table_name
+        # m001-m004 create tables from today's models: a database made by them has the columns already
+        if name not in {column.name for column in db.get_columns(table)}:
+            run(migrator.add_column(table, name, model._meta.fields[name]))
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes]
+              m005_drop_redundant_indexes, m006_money]
 
 
 def schema_version() -> int:

@@ -53,6 +53,7 @@ class Account(BaseModel):
     weight = pw.IntegerField(default=1)
     enabled = pw.BooleanField(default=True)
     limits = JSONField(default=dict)
+    compat = JSONField(default=dict, constraints=[pw.SQL("DEFAULT '{}'")])  # per-server differences (max_tokens_field)
     created_at = pw.BigIntegerField(default=now)
     # health, written by the router and the capacity probe
     cooldown_until = pw.DoubleField(default=0)
@@ -73,6 +74,8 @@ class CatalogModel(BaseModel):
     input_nano_per_mtok = pw.BigIntegerField(default=0)
     output_nano_per_mtok = pw.BigIntegerField(default=0)
     cached_input_nano_per_mtok = pw.BigIntegerField(null=True)
+    cache_write_nano_per_mtok = pw.BigIntegerField(null=True)  # null: 1.25x input (5-minute writes)
+    cache_write_1h_nano_per_mtok = pw.BigIntegerField(null=True)  # null: 2x input
     created_at = pw.BigIntegerField(default=now)
 
     class Meta:
@@ -103,7 +106,7 @@ class ApiKey(BaseModel):
 
 
 class RequestLog(BaseModel):
-    """One row per request that reached an upstream."""
+    """One row per request that reached an upstream; written `IN_FLIGHT` before the call, settled after."""
 
     id = pw.CharField(primary_key=True, max_length=40)
     key_id = pw.CharField(max_length=40)  # looked up by (key_id, created_at), the index below
@@ -116,10 +119,15 @@ class RequestLog(BaseModel):
     input_tokens = pw.IntegerField(default=0)
     output_tokens = pw.IntegerField(default=0)
     cached_tokens = pw.IntegerField(default=0)
-    cost_nano = pw.BigIntegerField(default=0)
+    cost_nano = pw.BigIntegerField(default=0)  # what the key was charged
     latency_ms = pw.IntegerField(default=0)
     response_id = pw.CharField(max_length=80, null=True)
     error = pw.TextField(null=True)
+    # the database's own default too: rows written by other statements than billing's need not name them
+    cache_write_tokens = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # of input_tokens (5 m, 1 h)
+    cache_write_1h_tokens = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # of those, 1-hour writes
+    overage_nano = pw.BigIntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # cost past the key's limit
+    prices = pw.TextField(null=True)  # JSON: the model's prices when the call was made (pricing.PRICE_FIELDS)
 
     class Meta:
         table_name = "request_log"
@@ -215,3 +223,5 @@ TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
 TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
 TABLES_V3 = [StoredFile, LoginCode, RateCounter]
 TABLES_V4 = [BudgetHold]
+
+IN_FLIGHT = 0  # request_log.status_code of a call not settled yet

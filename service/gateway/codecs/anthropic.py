@@ -412,24 +412,33 @@ def _stop_reason(value: Any) -> str:
 
 
 def _parse_usage(raw: dict) -> Usage:
-    """Anthropic usage as canonical: cached and cache-written tokens count as input."""
+    """Anthropic usage as canonical: cached and cache-written tokens count as input.
+
+    `cache_creation` splits the writes into 5-minute and 1-hour ones (priced apart); without it, every
+    write is a 5-minute one, as `cache_creation_input_tokens` alone means.
+    """
     cached = raw.get("cache_read_input_tokens") or 0
     created = raw.get("cache_creation_input_tokens") or 0
+    split = raw.get("cache_creation") if isinstance(raw.get("cache_creation"), dict) else {}
+    hour = split.get("ephemeral_1h_input_tokens") or 0
+    if split:
+        created = max(created, (split.get("ephemeral_5m_input_tokens") or 0) + hour)
     details = raw.get("output_tokens_details") if isinstance(raw.get("output_tokens_details"), dict) else {}
     return Usage(
         input_tokens=(raw.get("input_tokens") or 0) + cached + created,
         output_tokens=raw.get("output_tokens") or 0,
         cached_tokens=cached,
-        cache_creation_tokens=created,
+        cache_write_tokens=created,
+        cache_write_1h_tokens=hour,
         reasoning_tokens=details.get("thinking_tokens") or 0,
     )
 
 
 def _render_usage(usage: Usage) -> dict:
     return {
-        "input_tokens": max(0, usage.input_tokens - usage.cached_tokens - usage.cache_creation_tokens),
+        "input_tokens": max(0, usage.input_tokens - usage.cached_tokens - usage.cache_write_tokens),
         "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
     }
 

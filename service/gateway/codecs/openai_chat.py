@@ -408,7 +408,7 @@ def _parse_usage(raw: Any) -> Usage:
         input_tokens=raw.get("prompt_tokens") or 0,
         output_tokens=raw.get("completion_tokens") or 0,
         cached_tokens=prompt_details.get("cached_tokens") or 0,
-        cache_creation_tokens=prompt_details.get("cache_write_tokens") or 0,
+        cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
         reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
     )
 

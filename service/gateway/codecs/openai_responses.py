@@ -453,7 +453,7 @@ def _parse_usage(usage: Any) -> Usage:
         input_tokens=usage.get("input_tokens") or 0,
         output_tokens=usage.get("output_tokens") or 0,
         cached_tokens=details.get("cached_tokens") or 0,
-        cache_creation_tokens=details.get("cache_write_tokens") or 0,
+        cache_write_tokens=details.get("cache_write_tokens") or 0,
         reasoning_tokens=(usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
     )
 
@@ -531,7 +531,7 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
         "usage": None if usage is None else {
             "input_tokens": usage.input_tokens,
             "input_tokens_details": {"cached_tokens": usage.cached_tokens,
-                                     "cache_write_tokens": usage.cache_creation_tokens},
+                                     "cache_write_tokens": usage.cache_write_tokens},
             "output_tokens": usage.output_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.total_tokens,

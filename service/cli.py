@@ -117,6 +117,8 @@ def cmd_accounts(args: argparse.Namespace) -> int:
             values = {"name": args.name, "provider": args.provider, "base_url": args.base_url or "",
                       "api_key": args.api_key or "", "api": args.api, "models": _split(args.models) or [],
                       "weight": args.weight}
+            if args.max_tokens_field:
+                values["compat"] = {"max_tokens_field": args.max_tokens_field}
             _show(registry.account_view(registry.create_account(values)))
         elif args.action == "list":
             _show([registry.account_view(r) for r in Account.select()])
@@ -137,11 +139,29 @@ def cmd_models(args: argparse.Namespace) -> int:
                       "context_window": args.context_window, "max_output_tokens": args.max_output_tokens}
             if args.cached_input is not None:
                 values["cached_input_nano_per_mtok"] = to_nano(args.cached_input)
+            for name in ("cache_write", "cache_write_1h"):
+                if getattr(args, name) is not None:
+                    values[f"{name}_nano_per_mtok"] = to_nano(getattr(args, name))
             _show(registry.model_view(registry.save_model(values)))
         elif args.action == "list":
             _show([registry.model_view(r) for r in CatalogModel.select()])
 
     return _run_admin(run)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Check that the money adds up (gateway/audit.py); exit 1 on any discrepancy."""
+    from .config import Settings
+    from .gateway.audit import run_audit
+    from .storage.db import connected, init_database
+
+    settings = Settings.from_env()
+    init_database(settings.database_url)  # read only: no migration, no reclaim of holds before looking
+    with connected():
+        report = run_audit()
+    for line in report.lines():
+        print(line)
+    return 1 if report.discrepancies else 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -208,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--api", default="chat", choices=["chat", "responses"])
     add.add_argument("--models", help="comma-separated public model names")
     add.add_argument("--weight", type=int, default=1)
+    add.add_argument("--max-tokens-field", choices=["auto", "max_tokens", "max_completion_tokens"],
+                     help="the Chat field that caps output (auto: max_completion_tokens for api.openai.com only)")
     acc_sub.add_parser("list")
     accounts.set_defaults(func=cmd_accounts)
 
@@ -219,10 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     madd.add_argument("--input", default="0", help="USD per million input tokens")
     madd.add_argument("--output", default="0", help="USD per million output tokens")
     madd.add_argument("--cached-input", help="USD per million cached input tokens")
+    madd.add_argument("--cache-write", help="USD per million 5-minute cache-write tokens (default 1.25x input)")
+    madd.add_argument("--cache-write-1h", help="USD per million 1-hour cache-write tokens (default 2x input)")
     madd.add_argument("--context-window", type=int)
     madd.add_argument("--max-output-tokens", type=int)
     mod_sub.add_parser("list")
     models.set_defaults(func=cmd_models)
+
+    audit = sub.add_parser("audit", help="check that every key's spend is its rows' and every row its tokens' "
+                                         "price, and that no hold outlives its process; exit 1 on any discrepancy")
+    audit.set_defaults(func=cmd_audit)
 
     init = sub.add_parser("init", help="create or upgrade the schema (first start: print the admin token)")
     init.set_defaults(func=cmd_init)

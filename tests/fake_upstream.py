@@ -19,7 +19,12 @@ faults behave like "ok", so they can label accounts for ``count()``. Scenarios:
 - ``midstream_error``: streams send 3 events, then the provider's in-stream error;
 - ``nousage``: no usage anywhere (Anthropic, whose format requires it, gets zeros);
 - ``slow-<s>``: sleep before answering; ``stall-<s>``: streams pause after 2 events (non-streams: slow);
-- ``hangup``: close the connection without answering.
+- ``hangup``: close the connection without answering;
+- ``runaway``: ignores every output limit and answers ``RUNAWAY_WORDS`` words, streamed one per event
+  (``RUNAWAY_PAUSE`` apart); ``max_tokens_only``: honours ``max_tokens`` only, as llama.cpp's server and
+  other OpenAI-compatible servers do (a ``max_completion_tokens`` alone makes it run away);
+- any scenario given a usage with ``FakeUpstream.report_usage(scenario, {...})`` reports those figures
+  (in the route's own usage shape, merged over its own) instead of what it counted.
 
 SSE bodies use chunked transfer encoding, so connections stay alive and truncation is detectable.
 """
@@ -39,6 +44,8 @@ from typing import Any, Callable
 Event = tuple[str | None, Any]  # (SSE `event:` name or None, JSON payload or raw string)
 
 OPENAI_MODELS = ["gpt-fake-1", "gpt-fake-mini"]
+RUNAWAY_WORDS = 3000
+RUNAWAY_PAUSE = 0.002  # seconds between a runaway stream's events
 ANTHROPIC_MODELS = ["claude-fake-1", "claude-fake-haiku"]
 
 # status -> (OpenAI error type, Anthropic error type, message)
@@ -69,6 +76,8 @@ class Recorded:
     raw: bytes
     query: str = ""
     peer: str = ""  # the client's "host:port", to tell connections apart
+    events_sent: int = 0  # SSE events written
+    aborted: bool = False  # the client closed the connection before the answer ended
 
 
 @dataclass
@@ -141,6 +150,8 @@ def _plan(fmt: str, scenario: str, texts: list[str], last_user: str, tools: list
             calls.append(ToolCall(2, tools[0], {"city": "Rome"}))
         return Reply(tool_calls=calls, input_tokens=input_tokens, output_tokens=10 * len(calls))
     text = f"Tool said: {'; '.join(results)}" if results is not None else f"Hello from fake {fmt}: {last_user}"
+    if scenario == "runaway" or (scenario == "max_tokens_only" and limit is None):
+        text, limit = "word " * RUNAWAY_WORDS, None
     pieces = re.findall(r"\S+\s*", text.strip())
     truncated = isinstance(limit, int) and 0 <= limit < len(pieces)
     if truncated:
@@ -167,6 +178,8 @@ def _chat_plan(body: dict, scenario: str) -> Reply:
     results = _trailing_results(msgs, lambda m: m.get("role") == "tool", lambda m: _text_of(m.get("content")))
     tools = [(t.get("function") or t).get("name") for t in body.get("tools") or []]
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if scenario == "max_tokens_only":
+        limit = body.get("max_tokens")
     return _plan("chat", scenario, [_text_of(m.get("content")) for m in msgs], last_user, [t for t in tools if t],
                  results, limit)
 
@@ -505,22 +518,33 @@ class _Handler(BaseHTTPRequestHandler):
         r, model, usage = _chat_plan(body, self.scenario), body["model"], self.scenario != "nousage"
         if body.get("stream"):
             include = usage and bool((body.get("stream_options") or {}).get("include_usage"))
-            return self._send_stream(_chat_events(model, r, f"chatcmpl-fake{self.n}", include))
-        self._send_json(200, _chat_body(model, r, f"chatcmpl-fake{self.n}", usage))
+            return self._send_stream(self._reported(_chat_events(model, r, f"chatcmpl-fake{self.n}", include)))
+        self._send_json(200, self._reported(_chat_body(model, r, f"chatcmpl-fake{self.n}", usage)))
 
     def _responses(self, body: dict) -> None:
         """POST /v1/responses."""
         r, usage = _responses_plan(body, self.scenario), self.scenario != "nousage"
         if body.get("stream"):
-            return self._send_stream(_responses_events(body, r, self.n, usage))
-        self._send_json(200, _response_obj(body, r, self.n, True, usage))
+            return self._send_stream(self._reported(_responses_events(body, r, self.n, usage)))
+        self._send_json(200, self._reported(_response_obj(body, r, self.n, True, usage)))
 
     def _messages(self, body: dict) -> None:
         """POST /v1/messages."""
         r, model, usage = _anthropic_plan(body, self.scenario), body["model"], self.scenario != "nousage"
         if body.get("stream"):
-            return self._send_stream(_anthropic_events(model, r, f"msg_fake{self.n}", usage))
-        self._send_json(200, _anthropic_body(model, r, f"msg_fake{self.n}", usage))
+            return self._send_stream(self._reported(_anthropic_events(model, r, f"msg_fake{self.n}", usage)))
+        self._send_json(200, self._reported(_anthropic_body(model, r, f"msg_fake{self.n}", usage)))
+
+    def _reported(self, answer: Any) -> Any:
+        """The answer (a body, or a stream's events) with the usage a test chose for this scenario, if any."""
+        chosen = self.server.fake.reported_usage.get(self.scenario)
+        if not chosen:
+            return answer
+        for payload in ([data for _, data in answer] if isinstance(answer, list) else [answer]):
+            for holder in (payload, payload.get("message"), payload.get("response")) if isinstance(payload, dict) else ():
+                if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
+                    holder["usage"].update(json.loads(json.dumps(chosen)))
+        return answer
 
     def _count_tokens(self, body: dict) -> None:
         """POST /v1/messages/count_tokens."""
@@ -604,7 +628,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._head(200, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
                          "transfer-encoding": "chunked", **self._base_headers(True)})
         stall, garbage = _seconds(self.scenario, "stall-"), self.scenario == "garbage"
+        record = self.server.fake.requests[self.n - 1]
         for i, (name, data) in enumerate(events):
+            if self.scenario in ("runaway", "max_tokens_only") and i:
+                time.sleep(RUNAWAY_PAUSE)
             if i == 2 and stall:
                 time.sleep(stall)
             if i == 3 and self.scenario == "cut":
@@ -615,7 +642,12 @@ class _Handler(BaseHTTPRequestHandler):
             if i == 3 and self.scenario == "midstream_error":
                 self._chunk(_sse(*_stream_error(self.provider, self.route, self.n)))
                 break
-            self._chunk(_sse(name, data, garbage))
+            try:
+                self._chunk(_sse(name, data, garbage))
+            except (BrokenPipeError, ConnectionResetError):
+                record.aborted = True
+                raise
+            record.events_sent += 1
         self._chunk(b"")
 
 
@@ -643,6 +675,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.requests: list[Recorded] = []
+        self.reported_usage: dict[str, dict] = {}  # scenario -> the usage figures it reports (report_usage)
         self.url = f"http://{host}:{self._server.server_address[1]}"
 
     def start(self) -> "FakeUpstream":
@@ -670,6 +703,10 @@ class FakeUpstream:
         if provider not in ("openai", "anthropic"):
             raise ValueError(f"unknown provider {provider!r}")
         return f"{self.url}/s/{scenario}" + ("/v1" if provider == "openai" else "")
+
+    def report_usage(self, scenario: str, usage: dict) -> None:
+        """Make `scenario` report these usage figures (in the route's own shape), whatever it answers."""
+        self.reported_usage[scenario] = usage
 
     def _record(self, rec: Recorded) -> int:
         """Append a request; returns its 1-based number."""

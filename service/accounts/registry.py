@@ -35,7 +35,8 @@ def account_view(row: Account) -> dict:
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,
             "enabled": row.enabled, "limits": limits, "created_at": row.created_at,
-            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None, "last_error": row.last_error}
+            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None, "last_error": row.last_error,
+            "compat": {"max_tokens_field": "auto", **(row.compat or {})}}
 
 
 def get_account(account_id: str) -> Account:
@@ -95,10 +96,13 @@ def delete_account(row: Account) -> dict:
 # ---------------------------------------------------------------- models
 def model_view(row: CatalogModel) -> dict:
     cached = row.cached_input_nano_per_mtok
+    writes, hour = row.cache_write_nano_per_mtok, row.cache_write_1h_nano_per_mtok
     return {"id": row.id, "object": "model", "display_name": row.display_name, "owned_by": row.owned_by,
             "context_window": row.context_window, "max_output_tokens": row.max_output_tokens,
             "input_usd_per_mtok": usd(row.input_nano_per_mtok), "output_usd_per_mtok": usd(row.output_nano_per_mtok),
-            "cached_input_usd_per_mtok": usd(cached) if cached is not None else None, "created_at": row.created_at}
+            "cached_input_usd_per_mtok": usd(cached) if cached is not None else None,
+            "cache_write_usd_per_mtok": usd(writes) if writes is not None else None,
+            "cache_write_1h_usd_per_mtok": usd(hour) if hour is not None else None, "created_at": row.created_at}
 
 
 def get_model(model_id: str) -> CatalogModel:

@@ -78,6 +78,14 @@ class LimitsSchema(ma.Schema):
     weekly_tokens = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=10**15))
 
 
+class CompatSchema(ma.Schema):
+    """What an OpenAI-compatible server needs said differently."""
+
+    max_tokens_field = fields.String(validate=validate.OneOf(("auto", "max_tokens", "max_completion_tokens")),
+                                     metadata={"description": "the Chat field that caps output; `auto`: "
+                                               "`max_completion_tokens` for api.openai.com, `max_tokens` elsewhere"})
+
+
 class AccountInSchema(ma.Schema):
     name = fields.String(required=True, validate=ID)
     provider = fields.String(required=True, validate=validate.OneOf(PROVIDERS))
@@ -89,6 +97,7 @@ class AccountInSchema(ma.Schema):
     weight = fields.Integer(load_default=1, validate=validate.Range(min=0, max=1000))
     enabled = fields.Boolean(load_default=True)
     limits = fields.Nested(LimitsSchema, load_default=dict)
+    compat = fields.Nested(CompatSchema, load_default=dict)
 
     @ma.validates_schema
     def _url(self, data, **kwargs):
@@ -114,6 +123,7 @@ class AccountPatchSchema(AccountInSchema):
     weight = fields.Integer(validate=validate.Range(min=0, max=1000))
     enabled = fields.Boolean()
     limits = fields.Nested(LimitsSchema)
+    compat = fields.Nested(CompatSchema)
 
 
 class AccountOutSchema(ma.Schema):
@@ -134,6 +144,7 @@ class AccountOutSchema(ma.Schema):
     healthy = fields.Boolean()
     cooldown_until = fields.Float(allow_none=True)
     last_error = fields.String(allow_none=True)
+    compat = fields.Nested(CompatSchema)
 
 
 class ModelInSchema(ma.Schema):
@@ -146,6 +157,12 @@ class ModelInSchema(ma.Schema):
     output_usd_per_mtok = Money(data_key="output_usd_per_mtok", attribute="output_nano_per_mtok")
     cached_input_usd_per_mtok = Money(allow_none=True, data_key="cached_input_usd_per_mtok",
                                       attribute="cached_input_nano_per_mtok")
+    cache_write_usd_per_mtok = Money(allow_none=True, data_key="cache_write_usd_per_mtok",
+                                     attribute="cache_write_nano_per_mtok",
+                                     metadata={"description": "5-minute cache writes; null: 1.25x input"})
+    cache_write_1h_usd_per_mtok = Money(allow_none=True, data_key="cache_write_1h_usd_per_mtok",
+                                        attribute="cache_write_1h_nano_per_mtok",
+                                        metadata={"description": "1-hour cache writes; null: 2x input"})
 
 
 class ModelPatchSchema(ModelInSchema):
@@ -163,6 +180,8 @@ class ModelOutSchema(ma.Schema):
     input_usd_per_mtok = fields.String()
     output_usd_per_mtok = fields.String()
     cached_input_usd_per_mtok = fields.String(allow_none=True)
+    cache_write_usd_per_mtok = fields.String(allow_none=True)
+    cache_write_1h_usd_per_mtok = fields.String(allow_none=True)
     created_at = fields.Integer()
 
 

@@ -44,7 +44,8 @@ blp = Blueprint("usage", __name__, url_prefix="/v1", description="Budget, reques
 SECONDS_PER_DAY = 86400
 CSV_BATCH = 1000
 ROW_FIELDS = ("id", "created_at", "endpoint", "model", "account", "stream", "status_code", "input_tokens",
-              "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "response_id")
+              "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "overage_usd", "latency_ms",
+              "response_id")
 CSV_COLUMNS = ("key_id", "key_name") + ROW_FIELDS
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -106,7 +107,8 @@ def request_row(row: RequestLog) -> dict:
     return {"id": row.id, "created_at": int(row.created_at), "endpoint": row.endpoint, "model": row.model,
             "account": row.account, "stream": bool(row.stream), "status_code": row.status_code,
             "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
-            "cached_tokens": row.cached_tokens, "cost_usd": usd(row.cost_nano), "latency_ms": row.latency_ms,
+            "cached_tokens": row.cached_tokens, "cache_write_tokens": row.cache_write_tokens or 0,
+            "cost_usd": usd(row.cost_nano), "overage_usd": usd(row.overage_nano or 0), "latency_ms": row.latency_ms,
             "response_id": row.response_id}
 
 
@@ -301,4 +303,6 @@ class AdminUsage(MethodView):
         rows, more = _page(condition, args["limit"], _anchor(scope, args["after"]))
         names = _key_names(rows)
         data = [{"key_id": row.key_id, "key_name": names.get(row.key_id, ""), **request_row(row)} for row in rows]
-        return _list(data, more)
+        # what upstreams reported past their bounds, over every matching row: the operator's uncharged cost
+        overage = RequestLog.select(pw.fn.SUM(RequestLog.overage_nano)).where(condition).scalar()
+        return {**_list(data, more), "overage_usd": usd(int(overage or 0))}

@@ -97,7 +97,9 @@ class RequestRowSchema(ma.Schema):
     input_tokens = fields.Integer()
     output_tokens = fields.Integer()
     cached_tokens = fields.Integer()
+    cache_write_tokens = fields.Integer()
     cost_usd = fields.String()
+    overage_usd = fields.String(metadata={"description": "what the tokens cost past the key's limit, not charged"})
     latency_ms = fields.Integer()
     response_id = fields.String(allow_none=True)
     key_id = fields.String(metadata={"description": "admin usage and user JWTs only"})
@@ -110,6 +112,7 @@ class RequestListSchema(ma.Schema):
     has_more = fields.Boolean()
     first_id = fields.String(allow_none=True)
     last_id = fields.String(allow_none=True)
+    overage_usd = fields.String(metadata={"description": "admin usage only: the overage of every matching row"})
 
 
 class SummaryRowSchema(ma.Schema):

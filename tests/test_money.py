@@ -101,7 +101,10 @@ def test_a_chat_server_is_sent_max_tokens_whatever_the_inbound_format(inbound, g
     """llama.cpp's server and most OpenAI-compatible servers honour `max_tokens` only."""
     model = serve(gateway, upstream, "chat", "max_tokens_only")
     key = gateway.create_key(budget="5", name="cap-field")
-    answer = post(gateway, key["key"], inbound, body_for(inbound, model, max_tokens=16))
+    body = body_for(inbound, model, max_tokens=16)
+    if inbound == "chat":  # what today's openai SDK users send
+        body["max_completion_tokens"] = body.pop("max_tokens")
+    answer = post(gateway, key["key"], inbound, body)
     assert answer.status_code == 200, answer.text
     sent = upstream.last("/v1/chat/completions", scenario="max_tokens_only").body
     assert sent["max_tokens"] == 16 and "max_completion_tokens" not in sent
@@ -230,10 +233,10 @@ def test_cache_creation_without_a_breakdown_is_priced_as_five_minute_writes(gate
 
 
 @pytest.mark.parametrize("kind,usage", [
-    ("chat", {"prompt_tokens": 900, "completion_tokens": 300, "total_tokens": 1200,
-              "prompt_tokens_details": {"cached_tokens": 600}, "completion_tokens_details": {"reasoning_tokens": 250}}),
-    ("responses", {"input_tokens": 900, "output_tokens": 300, "total_tokens": 1200,
-                   "input_tokens_details": {"cached_tokens": 600}, "output_tokens_details": {"reasoning_tokens": 250}}),
+    ("chat", {"prompt_tokens": 3000, "completion_tokens": 300, "total_tokens": 3300,
+              "prompt_tokens_details": {"cached_tokens": 2400}, "completion_tokens_details": {"reasoning_tokens": 250}}),
+    ("responses", {"input_tokens": 3000, "output_tokens": 300, "total_tokens": 3300,
+                   "input_tokens_details": {"cached_tokens": 2400}, "output_tokens_details": {"reasoning_tokens": 250}}),
 ])
 def test_openai_cached_input_and_reasoning_are_charged(kind, usage, gateway, upstream, db):
     scenario = f"reasoning-{kind}"
@@ -241,9 +244,11 @@ def test_openai_cached_input_and_reasoning_are_charged(kind, usage, gateway, ups
     model = serve(gateway, upstream, kind, scenario)
     key = gateway.create_key(budget="5", name=scenario)
     inbound = "responses" if kind == "responses" else "chat"
-    assert post(gateway, key["key"], inbound, body_for(inbound, model, max_tokens=400)).status_code == 200
+    body = body_for(inbound, model, max_tokens=400, text="a " * 1500)  # 3,000 bytes: the bound covers 3,000 tokens
+    assert post(gateway, key["key"], inbound, body).status_code == 200
     [row] = settled_rows(db, key["id"])
-    assert row.cost_nano == tokens_cost(PRICES, plain=300, cached=600, output=300)  # reasoning is output
+    assert row.cost_nano == tokens_cost(PRICES, plain=600, cached=2400, output=300)  # reasoning is output
+    assert row.overage_nano == 0
 
 
 def test_echo_is_priced_like_a_small_real_model(gateway, db):

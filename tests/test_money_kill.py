@@ -1,0 +1,104 @@
+"""A row for every call that reached upstream, even when the process serving it is killed; `onekeyllm audit`."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+from conftest import ROOT, drop_database, start_server
+
+from service.storage.db import database, init_database
+from service.storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+
+CALLS = 6
+
+
+def audit(database_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ONEKEYLLM_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "service.cli", "audit"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def rows_of(key_id: str) -> list:
+    with database.connection_context():
+        return list(RequestLog.select().where(RequestLog.key_id == key_id))
+
+
+@pytest.fixture()
+def killed(tmp_path, upstream):
+    """A server killed with -9 while CALLS calls (half streamed) wait on a stalled upstream; (database url, key)."""
+    server = start_server(tmp_path / "first", name="killed")
+    server.create_model("kill-model", input_usd_per_mtok="3", output_usd_per_mtok="15", max_output_tokens=100)
+    server.create_account(provider="openai", base_url=upstream.base_url("openai", "stall-30"), api_key="sk-up-kill",
+                          models=["kill-model"])
+    key = server.create_key(budget="1", name="killed")
+    before = upstream.count("stall-30")
+
+    def call(stream: bool) -> None:
+        try:
+            answer = requests.post(server.v1 + "/chat/completions", timeout=60,
+                                   headers={"Authorization": f"Bearer {key['key']}"},
+                                   json={"model": "kill-model", "stream": stream, "max_tokens": 50,
+                                         "messages": [{"role": "user", "content": "Say hello " * 20}]})
+            answer.close()
+        except requests.RequestException:
+            pass  # the server dies under it
+
+    threads = [threading.Thread(target=call, args=(n % 2 == 0,), daemon=True) for n in range(CALLS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.time() + 15
+    while upstream.count("stall-30") - before < CALLS and time.time() < deadline:
+        time.sleep(0.05)
+    assert upstream.count("stall-30") - before == CALLS
+    time.sleep(0.3)  # the streams' first events reach the clients
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+    init_database(server.database_url)
+    yield server.database_url, key
+    if not database.is_closed():
+        database.close()
+    drop_database(server.database_url)
+
+
+def test_a_killed_servers_calls_leave_rows_settled_by_the_next_process(killed, tmp_path):
+    database_url, key = killed
+    rows = rows_of(key["id"])
+    assert len(rows) == CALLS and all(r.status_code == IN_FLIGHT for r in rows)  # written before the upstream call
+    found = audit(database_url)
+    assert found.returncode == 1 and found.stdout.count("no longer runs") == CALLS, found.stdout
+
+    successor = start_server(tmp_path / "second", name="successor", database_url=database_url)
+    try:
+        rows = rows_of(key["id"])
+        assert len(rows) == CALLS and all(r.status_code == 499 for r in rows)
+        # charged what was known: each call's input estimate at the input price, never the whole hold
+        assert all(r.input_tokens > 0 and r.output_tokens == 0 and r.cost_nano == r.input_tokens * 3000
+                   for r in rows)
+        with database.connection_context():
+            row = ApiKey.get_by_id(key["id"])
+            assert BudgetHold.select().count() == 0
+        assert row.reserved_nano == 0 and row.used_nano == sum(r.cost_nano for r in rows)
+        clean = audit(database_url)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "0 discrepancies" in clean.stdout
+    finally:
+        successor.stop()
+
+
+def test_audit_names_every_discrepancy(killed, tmp_path):
+    database_url, key = killed
+    start_server(tmp_path / "second", name="successor", database_url=database_url).stop()  # settles the rows
+    assert audit(database_url).returncode == 0
+    [first, *_] = rows_of(key["id"])
+    with database.connection_context():
+        RequestLog.update(cost_nano=RequestLog.cost_nano + 1).where(RequestLog.id == first.id).execute()
+    found = audit(database_url)
+    assert found.returncode == 1
+    assert f"row {first.id}: charged" in found.stdout  # its tokens cost one nano-dollar less
+    assert f"key {key['id']}: used" in found.stdout  # its spend is no longer the sum of its rows

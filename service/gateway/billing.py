@@ -57,7 +57,6 @@ class PendingRow:
     model: str
     stream: bool
     input_tokens: int  # the input's estimate: what a killed call is charged (holds.settle_abandoned)
-    cost: int  # those tokens at the input price
     prices: str  # the model's prices (pricing.prices_json)
     started: float
 
@@ -179,8 +178,9 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
 
 def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
     """The in-flight row's LOG_FIELDS values (key_id left None: the grant names it)."""
-    p = pending or PendingRow("", "", False, 0, 0, None, time.time())
-    return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, p.cost,
+    p = pending or PendingRow("", "", False, 0, None, time.time())
+    # nothing charged yet: a row's cost is always what its key was charged
+    return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, 0,
             0, None, None, 0, 0, 0, p.prices)
 
 

@@ -15,6 +15,7 @@ as abandoned (status 499), charged what the row knew: its input's estimate.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -25,6 +26,8 @@ import peewee as pw
 
 from ..storage.db import database
 from ..storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+from .canonical import Usage
+from .pricing import price_tokens
 
 log = logging.getLogger("onekeyllm.billing")
 
@@ -113,7 +116,10 @@ def settle_abandoned(hold_id: str) -> int:
     if hold is None:
         return 0
     pending = RequestLog.get_or_none((RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT))
-    charge = min(pending.cost_nano, hold.amount_nano) if pending is not None else 0
+    charge = 0
+    if pending is not None and pending.prices:
+        known = Usage(input_tokens=pending.input_tokens)
+        charge = min(price_tokens(json.loads(pending.prices), known), hold.amount_nano)
     with database.atomic():
         if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
             return 0

@@ -220,9 +220,8 @@ def _plan(turn: Turn) -> None:
     request.max_output_tokens = turn.reservation.max_output_tokens
     prices = prices_of(turn.model)
     turn.prices = prices_json(prices)
-    turn.reservation.pending = billing.PendingRow(
-        call.endpoint, request.model, request.stream, turn.input_estimate,
-        billing.price_usage(turn.model, Usage(input_tokens=turn.input_estimate)), turn.prices, turn.started)
+    turn.reservation.pending = billing.PendingRow(call.endpoint, request.model, request.stream, turn.input_estimate,
+                                                  turn.prices, turn.started)
 
 
 # ---------------------------------------------------------------- routing and failover

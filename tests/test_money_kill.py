@@ -1,6 +1,8 @@
-"""A row for every call that reached upstream, even when the process serving it is killed; `onekeyllm audit`."""
+"""A row for every call that reached upstream, even when the process serving it is killed; `onekeyllm audit`;
+the money flags of the CLI."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,10 +20,14 @@ from service.storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
 CALLS = 6
 
 
-def audit(database_url: str) -> subprocess.CompletedProcess:
+def cli(database_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ONEKEYLLM_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "service.cli", "audit"], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
+
+
+def audit(database_url: str) -> subprocess.CompletedProcess:
+    return cli(database_url, "audit")
 
 
 def rows_of(key_id: str) -> list:
@@ -102,3 +108,16 @@ def test_audit_names_every_discrepancy(killed, tmp_path):
     assert found.returncode == 1
     assert f"row {first.id}: charged" in found.stdout  # its tokens cost one nano-dollar less
     assert f"key {key['id']}: used" in found.stdout  # its spend is no longer the sum of its rows
+
+
+def test_the_cli_sets_the_cap_field_and_cache_write_prices(gateway, upstream):
+    model = cli(gateway.database_url, "models", "add", "--id", "cli-cache-model", "--input", "3", "--output", "15",
+                "--cache-write", "3.75", "--cache-write-1h", "6")
+    assert model.returncode == 0, model.stderr
+    shown = json.loads(model.stdout)
+    assert (shown["cache_write_usd_per_mtok"], shown["cache_write_1h_usd_per_mtok"]) == ("3.750000000", "6.000000000")
+    added = cli(gateway.database_url, "accounts", "add", "--name", "cli-llama", "--provider", "openai",
+                "--base-url", upstream.base_url("openai", "cli-llama"), "--models", "cli-cache-model",
+                "--max-tokens-field", "max_tokens")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["compat"] == {"max_tokens_field": "max_tokens"}

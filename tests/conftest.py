@@ -192,6 +192,17 @@ def gateway(tmp_path_factory):
     assert not server.leaked_secrets(), f"secrets in the server log: {server.leaked_secrets()}"
 
 
+@pytest.fixture(scope="module")
+def db(gateway):
+    """The session gateway's own database, read straight with peewee."""
+    from service.storage.db import database, init_database
+
+    init_database(gateway.database_url)
+    yield database
+    if not database.is_closed():
+        database.close()
+
+
 @pytest.fixture()
 def user_key(gateway) -> str:
     return gateway.create_key(budget="100", name="user")["key"]

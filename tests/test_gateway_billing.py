@@ -11,20 +11,10 @@ import pytest
 import requests
 from conftest import is_postgres
 
-from service.storage.db import database, init_database
 from service.storage.models import IN_FLIGHT, ApiKey, RequestLog
 
 PRICES = {"input_usd_per_mtok": "100", "output_usd_per_mtok": "1000"}
 PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
-
-
-@pytest.fixture(scope="module")
-def db(gateway):
-    """The gateway's own database, read straight with peewee."""
-    init_database(gateway.database_url)
-    yield database
-    if not database.is_closed():
-        database.close()
 
 
 @pytest.fixture(scope="module")

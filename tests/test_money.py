@@ -13,7 +13,6 @@ import openai
 import pytest
 import requests
 
-from service.storage.db import database, init_database
 from service.storage.models import IN_FLIGHT, Account, ApiKey, RequestLog
 
 PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
@@ -21,15 +20,6 @@ UPSTREAMS = {"chat": ("openai", {"api": "chat"}), "responses": ("openai", {"api"
              "anthropic": ("anthropic", {})}
 # USD per million tokens
 PRICES = {"input_usd_per_mtok": "3", "output_usd_per_mtok": "15", "cached_input_usd_per_mtok": "0.30"}
-
-
-@pytest.fixture(scope="module")
-def db(gateway):
-    """The gateway's own database, read straight with peewee."""
-    init_database(gateway.database_url)
-    yield database
-    if not database.is_closed():
-        database.close()
 
 
 def serve(gateway, upstream, kind: str, scenario: str = "ok", prices: dict | None = None, **account) -> str:

@@ -100,8 +100,10 @@ def handle(call: Call) -> Answer:
             raise
     try:
         return _dispatch(turn, accounts)
-    except BaseException:
-        if not turn.settled:
+    except BaseException as error:
+        if not turn.settled and turn.account is not None:  # it may have reached the upstream: its row stays
+            _settle(turn, 500, Usage(), error=f"the gateway failed: {type(error).__name__}")
+        elif not turn.settled:
             with connected():
                 billing.release(turn.reservation)
         raise

@@ -3,6 +3,9 @@ overage past a key's limit, and a request-log row for every call that reached an
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -277,6 +280,9 @@ def test_an_upstream_reporting_absurd_usage_is_charged_up_to_the_limit(stream, g
     assert any("past the bound" in (a.get("last_error") or "") for a in capacity["data"])
     shown = gateway.admin("GET", "/usage").json()
     assert Decimal(shown["overage_usd"]) - Decimal(before) == Decimal(due - nano("0.50")) / 10 ** 9
+    audited = subprocess.run([sys.executable, "-m", "service.cli", "audit"], capture_output=True, text=True,
+                             env={**os.environ, "ONEKEYLLM_DATABASE_URL": gateway.database_url}, timeout=60)
+    assert f"USD on account {account.name}: reported past its bounds" in audited.stdout, audited.stdout
     assert post(gateway, key["key"], "chat", body_for("chat", model)).status_code == 402
 
 

@@ -121,3 +121,38 @@ def test_the_cli_sets_the_cap_field_and_cache_write_prices(gateway, upstream):
                 "--max-tokens-field", "max_tokens")
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["compat"] == {"max_tokens_field": "max_tokens"}
+
+
+def test_a_database_of_the_previous_schema_gains_the_money_columns_and_keeps_its_rows(tmp_path):
+    from conftest import fresh_database_url
+
+    from service.storage import migrations
+    from service.storage.models import Account, CatalogModel
+
+    database_url = fresh_database_url(tmp_path, "schema5")
+    init_database(database_url)
+    added = {"catalog_model": ("cache_write_nano_per_mtok", "cache_write_1h_nano_per_mtok"), "account": ("compat",),
+             "request_log": ("cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")}
+    try:
+        with database.connection_context():
+            migrations.migrate(target=5)
+            for table, columns in added.items():  # as the release before this one made them
+                for column in columns:
+                    database.execute_sql(f'ALTER TABLE {table} DROP COLUMN "{column}"')
+            database.execute_sql("INSERT INTO account (id, name, provider, base_url, api_key, api, models, model_map, "
+                                 "weight, enabled, limits, created_at, cooldown_until, healthy, last_headers) VALUES "
+                                 "('acct_old', 'old', 'openai', '', '', 'chat', '[]', '{}', 1, true, '{}', 0, 0, true, "
+                                 "'{}')")
+            database.execute_sql("INSERT INTO request_log (id, key_id, created_at, endpoint, model, stream, status_code,"
+                                 " input_tokens, output_tokens, cached_tokens, cost_nano, latency_ms) VALUES "
+                                 "('req_old', 'key_old', 1, '/v1/chat/completions', 'm', false, 200, 1, 1, 0, 5, 1)")
+            assert migrations.migrate() == (5, len(migrations.MIGRATIONS))
+            for table, columns in added.items():
+                assert set(columns) <= {c.name for c in database.get_columns(table)}
+            old = RequestLog.get_by_id("req_old")
+            assert (old.cost_nano, old.overage_nano, old.cache_write_tokens, old.prices) == (5, 0, 0, None)
+            assert Account.get_by_id("acct_old").compat == {}
+            assert CatalogModel.select().count() == 0
+    finally:
+        database.close()
+        drop_database(database_url)

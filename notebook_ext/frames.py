@@ -12,7 +12,8 @@ import pandas as pd
 UTC_NS = "datetime64[ns, UTC]"
 
 REQUEST_COLUMNS = ["id", "created_at", "endpoint", "model", "account", "stream", "status_code",
-                   "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "response_id"]
+                   "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "overage_usd",
+                   "latency_ms", "response_id"]
 USAGE_COLUMNS = ["id", "name", "redacted_value", "created_at", "last_used_at", "expires_at",
                  "limit_usd", "used_usd", "remaining_usd"]
 SUMMARY_COUNTS = ["requests", "input_tokens", "output_tokens", "cached_tokens"]
@@ -66,8 +67,9 @@ def _typed(frame: pd.DataFrame, times: Sequence[str] = (), money: Sequence[str] 
 def requests_frame(rows: Iterable[dict]) -> pd.DataFrame:
     """Request-log rows (newest first, as the API gives them)."""
     frame = _frame(rows, REQUEST_COLUMNS)
-    return _typed(frame, times=["created_at"], money=["cost_usd"], bools=["stream"],
-                  ints=["status_code", "input_tokens", "output_tokens", "cached_tokens", "latency_ms"])
+    return _typed(frame, times=["created_at"], money=["cost_usd", "overage_usd"], bools=["stream"],
+                  ints=["status_code", "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens",
+                        "latency_ms"])
 
 
 def usage_frame(usage: dict) -> pd.DataFrame:

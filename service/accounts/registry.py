@@ -5,6 +5,8 @@ answers (money as decimal strings, credentials redacted).
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Optional
 
 from ..api_error import ApiError
@@ -29,13 +31,26 @@ def redact_credential(value: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- accounts
+RECENT_ERROR_SECONDS = 300  # an error this long after the cooldown it caused still marks the account unhealthy
+
+
+def account_health(row: Account, now: Optional[float] = None) -> tuple[bool, Optional[int]]:
+    """(healthy, cooldown_until): unhealthy while cooling down or soon after an error; times in whole seconds."""
+    now = time.time() if now is None else now
+    until = float(row.cooldown_until or 0)
+    cooling = until > now
+    recent_error = bool(row.last_error) and until + RECENT_ERROR_SECONDS > now
+    return bool(row.healthy) and not cooling and not recent_error, math.ceil(until) if cooling else None
+
+
 def account_view(row: Account) -> dict:
     limits = {name: usd(value) if name.endswith("_usd") else value for name, value in (row.limits or {}).items()}
+    healthy, cooldown_until = account_health(row)
     return {"id": row.id, "object": "account", "name": row.name, "provider": row.provider,
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,
             "enabled": row.enabled, "limits": limits, "created_at": row.created_at,
-            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None, "last_error": row.last_error}
+            "healthy": healthy, "cooldown_until": cooldown_until, "last_error": row.last_error}
 
 
 def get_account(account_id: str) -> Account:

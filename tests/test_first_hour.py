@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -288,3 +289,26 @@ def _no_stray_database_here():
     yield
     if not existed:
         assert not (ROOT / "onekeyllm.db").exists()
+
+
+# ---------------------------------------------------------------- the test suite's own databases
+@pytest.mark.skipif(not is_postgres(), reason="PostgreSQL only: SQLite test databases go with their folders")
+def test_a_test_session_on_postgresql_leaves_no_okltest_database_behind(tmp_path):
+    import psycopg2
+
+    (tmp_path / "test_inner.py").write_text(
+        "from conftest import fresh_database_url\n\n"
+        "def test_makes_a_database(tmp_path):\n"
+        "    fresh_database_url(tmp_path, 'leftover')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_inner.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    admin = psycopg2.connect(BASE_DATABASE_URL)
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE 'okltest\\_leftover\\_%'")
+            assert cur.fetchall() == []
+    finally:
+        admin.close()

@@ -137,6 +137,7 @@ def spend_chart(frame: pd.DataFrame, label: str, title: str) -> dict:
         names = frame[label].dt.strftime("%b %d") if label == "day" else frame[label].astype(str)
         axes.bar(names, frame["cost_usd"], color="#4c72b0")
         axes.set_ylabel("USD")
+        axes.set_ylim(bottom=0)  # spend is never negative (matplotlib centres an all-zero axis on 0)
         axes.tick_params(axis="x", labelrotation=30, labelsize=8)
         axes.grid(axis="y", alpha=0.3)
     buffer = io.BytesIO()

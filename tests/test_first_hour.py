@@ -312,3 +312,48 @@ def test_a_test_session_on_postgresql_leaves_no_okltest_database_behind(tmp_path
             assert cur.fetchall() == []
     finally:
         admin.close()
+
+
+# ---------------------------------------------------------------- the first run shows billing
+def test_the_first_run_shows_what_billing_does(tmp_path):
+    """A fresh gateway with echo-1 priced as SPEC §2 says: a key made by the CLI elsewhere, one answer, and every
+    view (the key's usage, the request log, the CLI's export, the notebook's cost line and spend) shows its cost."""
+    import openai
+
+    from notebook_ext import Client
+    from notebook_ext.render import call_line
+
+    server = start_server(tmp_path / "srv", name="first-run")
+    try:
+        priced = server.admin("PATCH", "/models/echo-1", json={"input_usd_per_mtok": "0.15",
+                                                                 "output_usd_per_mtok": "0.60"})
+        assert priced.status_code == 200
+        key = answer(run_cli(tmp_path, "keys", "create", "--name", "alice", "--budget", "10",
+                             database_url=server.database_url))
+        reply = openai.OpenAI(base_url=server.v1, api_key=key["key"], max_retries=0).responses.create(
+            model="echo-1", input="What does a first run cost?")
+        usage = requests.get(server.v1 + "/usage", headers={"Authorization": f"Bearer {key['key']}"}, timeout=5)
+        used = float(usage.json()["budget"]["used_usd"])
+        expected = (reply.usage.input_tokens * 0.15 + reply.usage.output_tokens * 0.60) / 1e6
+        assert used == pytest.approx(expected) and used > 0
+        exported = run_cli(tmp_path, "usage", "export", "--format", "json", database_url=server.database_url)
+        assert float(json.loads(exported.stdout.splitlines()[0])["cost_usd"]) == pytest.approx(used)
+        client = Client(server.url, key["key"], "echo-1")
+        cost = client.cost_of(reply.id, "echo-1")
+        line = call_line("echo-1", reply.usage.input_tokens, reply.usage.output_tokens, cost)
+        assert cost > 0 and "· $0.0000" in line and not line.endswith("· $0")  # the quiet line under an answer
+        assert client.spend_frame("day")["cost_usd"].sum() == pytest.approx(used)
+    finally:
+        server.stop()
+
+
+def test_a_spend_chart_never_shows_negative_dollars():
+    import pandas as pd
+
+    from notebook_ext.widgets import spend_figure
+
+    free = pd.DataFrame({"model": ["echo-1"], "cost_usd": [0.0]})
+    assert spend_figure(free, "model", "Spend by model").axes[0].get_ylim()[0] == 0
+    priced = pd.DataFrame({"model": ["echo-1", "gpt"], "cost_usd": [0.0004, 0.002]})
+    low, high = spend_figure(priced, "model", "Spend by model").axes[0].get_ylim()
+    assert low == 0 and high >= 0.002

@@ -314,7 +314,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
     secrets = _database()
     from .accounts import registry
     from .api.admin_schemas import KeyInSchema, KeyPatchSchema
-    from .storage.models import ApiKey
 
     def flags() -> dict:
         return {"name": args.name, "budget_usd": _money_flag(args.budget), "models": _split(args.models),
@@ -325,7 +324,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             row, plaintext = registry.create_key(secrets.pepper, _loaded(KeyInSchema, flags()))
             _show(registry.key_view(row, plaintext))
         elif args.action == "list":
-            _show([registry.key_view(r) for r in ApiKey.select().where(ApiKey.revoked == False)])  # noqa: E712
+            _show([registry.key_view(r) for r in registry.live_keys()])
         elif args.action == "update":
             values = _loaded(KeyPatchSchema, {**flags(), "disabled": args.disabled}, partial=True)
             if not values:

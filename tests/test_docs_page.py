@@ -3,13 +3,11 @@ renders in a real Chromium with every non-loopback request refused."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
 import requests
+from test_usage_page import browser  # noqa: F401 - the module's Chromium fixture (skips without Debian's chromium)
 
-CHROMIUM = Path("/usr/bin/chromium")
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -26,20 +24,7 @@ def test_the_docs_page_loads_nothing_from_elsewhere(gateway):
     assert "cdn" not in page.headers.get("content-security-policy", "")
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright  # a test extra: missing it is a failure, not a skip
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=["--no-sandbox", "--headless", "--disable-gpu"])
-        yield chromium
-        chromium.close()
-
-
-def test_the_docs_page_renders_offline_in_chromium(gateway, browser, tmp_path):
+def test_the_docs_page_renders_offline_in_chromium(gateway, browser, tmp_path):  # noqa: F811
     page = browser.new_page()
     refused: list = []
 

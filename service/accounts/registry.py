@@ -156,6 +156,11 @@ def key_view(row: ApiKey, plaintext: Optional[str] = None) -> dict:
     return view
 
 
+def live_keys():
+    """The keys that are not revoked (a query: callers page or list it)."""
+    return ApiKey.select().where(ApiKey.revoked == False)  # noqa: E712
+
+
 def get_key(key_id: str, email: Optional[str] = None) -> ApiKey:
     query = (ApiKey.id == key_id) & (ApiKey.revoked == False)  # noqa: E712
     if email is not None:

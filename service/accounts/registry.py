@@ -127,7 +127,8 @@ def save_model(values: dict, row: Optional[CatalogModel] = None) -> CatalogModel
     """Create (row None; 409 if it exists) or update a catalog model."""
     if row is None:
         if CatalogModel.get_or_none(CatalogModel.id == values["id"]):
-            raise ApiError(409, f"The model '{values['id']}' exists already; PATCH it.", param="id")
+            raise ApiError(409, f"The model '{values['id']}' exists already: change it with PATCH /v1/admin/models/"
+                                f"{values['id']} or `onekeyllm models update {values['id']}`.", param="id")
         values.setdefault("display_name", values["id"])
         row = CatalogModel(**values)
         row.save(force_insert=True)

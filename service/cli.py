@@ -152,6 +152,15 @@ def _money_flag(value: Optional[str]):
     return CLEAR if value is not None and value.strip().lower() in ("none", "unlimited") else value
 
 
+def _flag_of(field: str) -> str:
+    """The flag that gave a schema field: budget_usd is --budget, input_usd_per_mtok is --input."""
+    if field == "_schema":
+        return "input"
+    for suffix in ("_usd_per_mtok", "_usd"):
+        field = field[:-len(suffix)] if field.endswith(suffix) else field
+    return "--" + field.replace("_", "-")
+
+
 def _loaded(schema_class, values: dict, *, partial: bool = False) -> dict:
     """The flags checked by the admin API's schema for the same operation (flags not given left out)."""
     import marshmallow as ma
@@ -160,9 +169,8 @@ def _loaded(schema_class, values: dict, *, partial: bool = False) -> dict:
     try:
         return schema_class(partial=partial).load(given)
     except ma.ValidationError as error:
-        problems = "; ".join(f"{'--' + field.replace('_usd', '').replace('_', '-') if field != '_schema' else 'input'}"
-                             f": {' '.join(map(str, messages if isinstance(messages, list) else [messages]))}"
-                             for field, messages in error.normalized_messages().items())
+        problems = "; ".join(f"{_flag_of(field)}: {' '.join(map(str, text if isinstance(text, list) else [text]))}"
+                             for field, text in error.normalized_messages().items())
         raise CliError(f"invalid input: {problems}", status=2) from None
 
 

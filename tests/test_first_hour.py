@@ -120,7 +120,7 @@ def test_the_cli_manages_accounts_and_models_like_the_admin_api(tmp_path, gatewa
     assert gateway.admin("GET", f"/accounts/{name}").status_code == 404
     assert answer(run_cli(tmp_path, "models", "remove", model, database_url=url))["deleted"] is True
     bad = run_cli(tmp_path, "models", "update", model, "--input", "x", database_url=url)
-    one_line_error(bad, "--input")
+    assert "--input: " in one_line_error(bad, "--input")
 
 
 def test_usage_export_takes_iso_dates_and_writes_csv_or_json(tmp_path, gateway):

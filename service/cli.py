@@ -23,94 +23,19 @@ import json
 import os
 import sys
 from typing import Callable, Optional
-from urllib.parse import urlparse
 
 from . import __version__
+from .storage.opening import (
+    DATABASE_ENV,
+    DatabaseUnavailable,
+    announce_database,
+    open_database,
+    problems_in_one_line,
+)
 
-DATABASE_ENV = "ONEKEYLLM_DATABASE_URL"
 
-
-class CliError(Exception):
+class CliError(DatabaseUnavailable):
     """A failure the command reports as one line on stderr (no traceback), with its exit status."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
-
-
-# ---------------------------------------------------------------- the database
-def shown_url(url: str) -> str:
-    """A database URL as it may be printed: the password hidden, a SQLite path made absolute."""
-    parsed = urlparse(url)
-    if parsed.scheme.startswith("sqlite"):
-        path = sqlite_path(url)
-        return f"sqlite:///{os.path.abspath(path)}" if path and path != ":memory:" else url
-    if parsed.password:
-        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
-        return parsed._replace(netloc=netloc).geturl()
-    return url
-
-
-def sqlite_path(url: str) -> Optional[str]:
-    """The file of a SQLite URL as peewee's db_url reads it (`sqlite:///rel.db`, `sqlite:////abs.db`)."""
-    parsed = urlparse(url)
-    return parsed.path[1:] if parsed.scheme.startswith("sqlite") else None
-
-
-def database_problem(error: Exception, url: str) -> str:
-    """One line saying why the database at `url` could not be opened, and what to do about it."""
-    text = str(error).strip()
-    detail = text.split("FATAL:")[-1].strip().splitlines()[0] if text else type(error).__name__
-    line = f"cannot open the database {shown_url(url)}: {detail}"
-    parsed = urlparse(url)
-    if parsed.scheme.startswith("postgres") and "does not exist" in detail:
-        name = parsed.path.lstrip("/")
-        line += (f"; create it first: createdb -h {parsed.hostname or 'localhost'} -p {parsed.port or 5432}"
-                 f" -U {parsed.username or 'postgres'} {name} (or CREATE DATABASE \"{name}\"; in psql)")
-    return line
-
-
-def announce_database(url: str) -> None:
-    """Say on stderr which database this command works on (stdout stays the command's answer)."""
-    origin = DATABASE_ENV if os.environ.get(DATABASE_ENV) else f"default, {DATABASE_ENV} unset"
-    print(f"onekeyllm: database {shown_url(url)} ({origin})", file=sys.stderr, flush=True)
-
-
-def _refuse_missing(url: str) -> None:
-    path = sqlite_path(url)
-    if path and path != ":memory:" and not os.path.exists(path):
-        where = os.path.abspath(path)
-        raise CliError(f"no database at {where}: run this where the server runs, or point {DATABASE_ENV} "
-                       f"(or --database-url) at the server's database, e.g. sqlite:////srv/onekeyllm/onekeyllm.db; "
-                       f"`onekeyllm init` creates a new one here", status=2)
-
-
-def open_database(settings, *, create: bool):
-    """Bind the database and make it ready (schema, secrets); returns the installation secrets.
-
-    `create` False (admin commands): refuse a database that does not exist or has no schema.
-    """
-    import peewee as pw
-
-    from .bootstrap import bootstrap
-    from .storage.db import connected, init_database
-    from .storage.migrations import schema_version
-
-    url = settings.database_url
-    announce_database(url)
-    if not create:
-        _refuse_missing(url)
-    try:
-        init_database(url)
-        if not create:
-            with connected():
-                if schema_version() == 0:
-                    raise CliError(f"the database {shown_url(url)} has no OneKeyLLM schema: point {DATABASE_ENV} "
-                                   f"at the server's database, or run `onekeyllm init` to create one", status=2)
-        secrets, token = bootstrap(settings, generate_admin_token=create)
-    except (pw.OperationalError, pw.InterfaceError) as error:
-        raise CliError(database_problem(error, url)) from None
-    return secrets, token
 
 
 def _settings():
@@ -119,9 +44,18 @@ def _settings():
     return Settings.from_env()
 
 
+def _open(settings, *, create: bool):
+    """Bind the database and make it ready (schema, secrets): (secrets, admin token if just generated)."""
+    from .bootstrap import bootstrap
+
+    open_database(settings.database_url, create=create)
+    with problems_in_one_line(settings.database_url):
+        return bootstrap(settings, generate_admin_token=create)
+
+
 def _database():
     """Open the server's database for an admin command; returns the installation secrets."""
-    secrets, _ = open_database(_settings(), create=False)
+    secrets, _ = _open(_settings(), create=False)
     return secrets
 
 
@@ -232,7 +166,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     import gevent
-    import peewee as pw
     from gevent.pywsgi import WSGIServer
 
     from . import create_app
@@ -242,10 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = args.host or host, args.port or port
     listener = _listener(host, port)  # before the database: a busy port must not print a first admin token
     announce_database(settings.database_url)
-    try:
+    with problems_in_one_line(settings.database_url):
         app = create_app()
-    except (pw.OperationalError, pw.InterfaceError) as error:
-        raise CliError(database_problem(error, settings.database_url)) from None
     access_log = None if args.quiet else "default"
     server = WSGIServer(listener, app, log=access_log, error_log="default")
     gevent.signal_handler(signal.SIGTERM, server.stop, 5)
@@ -268,7 +199,7 @@ def add_serve(sub) -> None:
 # ---------------------------------------------------------------- init, admin-token
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema; print the admin token if this first start generated one."""
-    _, token = open_database(_settings(), create=True)
+    _, token = _open(_settings(), create=True)
     if token:
         print("Admin token (shown once, store it now):", token, flush=True)
     return 0
@@ -539,7 +470,7 @@ def main(argv: Optional[list] = None) -> int:
         os.environ[DATABASE_ENV] = args.database_url  # Settings.from_env reads it, as for the server
     try:
         return args.func(args)
-    except CliError as error:
+    except DatabaseUnavailable as error:  # CliError too
         print(f"onekeyllm: {error}", file=sys.stderr)
         return error.status
 

@@ -38,8 +38,18 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
+def m006_user_allowances(db) -> None:
+    """Users' allowances: what an email may put on the keys it creates itself, and which keys it created."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+
+    db.create_tables(m.TABLES_USERS, safe=True)
+    if "owner_created" not in {column.name for column in db.get_columns("api_key")}:
+        apply(SchemaMigrator.from_database(db.obj).add_column("api_key", "owner_created", m.ApiKey.owner_created))
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes]
+              m005_drop_redundant_indexes, m006_user_allowances]
 
 
 def schema_version() -> int:

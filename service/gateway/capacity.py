@@ -29,6 +29,7 @@ from .catalog import AccountInfo
 from .router import cooldowns
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
+from .upstreams.scrub import scrub
 
 PERSIST_EVERY = 10.0  # seconds between writes of one account's headers
 CACHE_SECONDS = 2.0  # how long routing trusts a window sum read from the log
@@ -316,7 +317,7 @@ def capacity_view(accounts: list) -> list:
             "models": list(account.models),
             "windows": [window_view(account, window, seconds, usage[window], now) for window, seconds in WINDOWS],
             "rate_limits": rate_limits_view(row), "healthy": bool(row.healthy),
-            "cooldown_until": _cooldown_until(row, now), "last_error": row.last_error,
+            "cooldown_until": _cooldown_until(row, now), "last_error": scrub(row.last_error, (row.api_key,)),
             "last_checked_at": row.last_checked_at,
         })
     return views
@@ -327,13 +328,6 @@ class ProbeResult:
     account: AccountInfo
     error: Optional[UpstreamError] = None
     headers: Optional[dict] = None
-
-
-def _scrub(message: str, secret: str) -> str:
-    """An upstream message, cut short, without the account's credential should the upstream echo it."""
-    if secret and len(secret) >= 4:
-        message = message.replace(secret, "[redacted]")
-    return message[:300]
 
 
 def _probe(account: AccountInfo, timeouts: Timeouts) -> ProbeResult:
@@ -375,7 +369,7 @@ def _record_probe(result: ProbeResult, now: float) -> None:
         cooldowns.clear(account.id)
         values.update(last_error=None, cooldown_until=0)
     else:
-        values["last_error"] = _scrub(error.message, account.api_key)
+        values["last_error"] = scrub(error.message, (account.api_key,))[:300]
         if error.retryable:
             values["cooldown_until"] = cooldowns.cool(account.id, error.retry_after)
     Account.update(**values).where(Account.id == account.id).execute()

@@ -1,0 +1,115 @@
+"""Security of what the gateway shows: upstream texts scrubbed of credentials, stored files served as downloads,
+no existence oracle across keys, capacity refreshes limited, login limits per requester and address rules."""
+from __future__ import annotations
+
+import secrets
+
+import anthropic
+import openai
+import pytest
+import requests
+from conftest import start_server
+from quoting_upstream import SOMEONE_ELSES_KEY, QuotingUpstream
+
+
+# ---------------------------------------------------------------- credentials in upstream texts
+@pytest.fixture(scope="module")
+def quoting():
+    fake = QuotingUpstream()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def scrubbing(quoting, tmp_path_factory):
+    """A gateway whose accounts all answer with errors that quote their credentials."""
+    server = start_server(tmp_path_factory.mktemp("scrub"), name="scrub")
+    credentials = {}
+    accounts = (("openai", "chat", True), ("openai", "responses", True), ("anthropic", "chat", False))
+    for provider, api, is_openai in accounts:
+        for scenario in ("e400", "e500", "stream"):
+            # one credential of no known shape: only the exact match can find it
+            credential = {"openai": "sk-proj-" + secrets.token_urlsafe(30),
+                          "anthropic": "correct-horse-battery-" + secrets.token_hex(3)}[provider]
+            model = f"q-{provider}-{api}-{scenario}"
+            server.create_account(name=model, provider=provider, api=api, api_key=credential, models=[model],
+                                  base_url=quoting.base_url(scenario, is_openai))
+            credentials[model] = credential
+    server.credentials = credentials
+    server.key = server.create_key(budget="10")["key"]
+    yield server
+    server.stop()
+    assert_clean(server.log_text(), server)  # nor was any of it logged
+
+
+def assert_clean(text: str, server) -> None:
+    for credential in [*server.credentials.values(), SOMEONE_ELSES_KEY]:
+        assert credential not in text, f"{credential[:12]}… in {text[:400]!r}"
+        assert credential[-16:] not in text
+
+
+def openai_client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.v1, api_key=server.key, max_retries=0)
+
+
+@pytest.mark.parametrize("model", ["q-openai-chat-e400", "q-anthropic-chat-e400", "q-openai-responses-e400"])
+def test_a_400_body_quoting_the_credential_reaches_the_client_scrubbed(scrubbing, model):
+    with pytest.raises(openai.BadRequestError) as raised:
+        openai_client(scrubbing).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    text = raised.value.response.text
+    assert_clean(text, scrubbing)
+    assert "Rejected" in text and "[redacted]" in text  # the upstream's reason is still told
+
+
+def test_the_anthropic_sdk_sees_a_scrubbed_400_too(scrubbing):
+    client = anthropic.Anthropic(base_url=scrubbing.url, api_key=scrubbing.key, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as raised:
+        client.messages.create(model="q-anthropic-chat-e400", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert_clean(raised.value.response.text, scrubbing)
+
+
+@pytest.mark.parametrize("model", ["q-openai-chat-e500", "q-anthropic-chat-e500", "q-openai-responses-e500"])
+def test_a_500_body_quoting_the_credential_is_shown_stored_and_listed_scrubbed(scrubbing, model):
+    answer = requests.post(scrubbing.v1 + "/chat/completions", timeout=30,
+                           headers={"Authorization": f"Bearer {scrubbing.key}"},
+                           json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code >= 500
+    assert_clean(answer.text, scrubbing)
+    assert "[redacted]" in answer.text
+    listed = scrubbing.admin("GET", "/accounts", params={"limit": 100})
+    stored = [a["last_error"] for a in listed.json()["data"] if a["name"] == model]
+    assert stored and stored[0] and "internal failure" in stored[0]  # the account's last_error holds the reason
+    assert_clean(listed.text, scrubbing)
+    capacity = requests.get(scrubbing.v1 + "/usage/account_capacity", timeout=30,
+                            headers={"Authorization": f"Bearer {scrubbing.key}"})
+    assert capacity.status_code == 200
+    assert_clean(capacity.text, scrubbing)
+
+
+@pytest.mark.parametrize("route, model", [
+    ("/chat/completions", "q-openai-chat-stream"),  # passthrough: the upstream's own events
+    ("/chat/completions", "q-anthropic-chat-stream"),  # translated: its error rendered by the gateway
+    ("/messages", "q-anthropic-chat-stream"),
+    ("/responses", "q-openai-responses-stream"),
+    ("/messages", "q-openai-chat-stream"),
+])
+def test_a_stream_error_event_quoting_the_credential_is_scrubbed(scrubbing, route, model):
+    text = [{"role": "user", "content": "hi"}]
+    body = {"model": model, "stream": True, **({"input": "hi"} if route == "/responses" else {"messages": text}),
+            **({"max_tokens": 20} if route == "/messages" else {})}
+    with requests.post(scrubbing.v1 + route, json=body, stream=True, timeout=30,
+                       headers={"Authorization": f"Bearer {scrubbing.key}"}) as answer:
+        raw = answer.content.decode()
+    assert answer.status_code == 200, raw
+    assert "error" in raw and "Stream broke" in raw, raw
+    assert_clean(raw, scrubbing)
+
+
+def test_a_failed_probe_is_stored_and_shown_scrubbed(scrubbing):
+    refreshed = requests.post(scrubbing.v1 + "/usage/account_capacity/refresh", timeout=60,
+                              headers={"Authorization": f"Bearer {scrubbing.key}"})
+    assert refreshed.status_code == 200, refreshed.text
+    errors = [a["last_error"] for a in refreshed.json()["data"] if a["provider"] != "echo"]
+    assert errors and all(e and "Rejected" in e for e in errors), errors
+    assert_clean(refreshed.text, scrubbing)
+    assert_clean(scrubbing.admin("GET", "/accounts", params={"limit": 100}).text, scrubbing)

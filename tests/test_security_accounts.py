@@ -113,3 +113,43 @@ def test_a_failed_probe_is_stored_and_shown_scrubbed(scrubbing):
     assert errors and all(e and "Rejected" in e for e in errors), errors
     assert_clean(refreshed.text, scrubbing)
     assert_clean(scrubbing.admin("GET", "/accounts", params={"limit": 100}).text, scrubbing)
+
+
+# ---------------------------------------------------------------- stored files are downloads
+LIVE_CONTENT = [("page.html", None, b"<script>alert(document.domain)</script>"),
+                ("picture.svg", None, b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>'),
+                ("doc.xhtml", None, b'<html xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></html>'),
+                ("notes", "text/html", b"<script>alert(2)</script>"),
+                ('na\u00efve "quoted" \\ name\u2603.html', "text/html", b"<b>x</b>")]
+
+
+def assert_download(answer: requests.Response, name: str, content: bytes) -> None:
+    from werkzeug.http import parse_options_header
+
+    assert answer.status_code == 200, answer.text
+    assert answer.content == content
+    disposition, options = parse_options_header(answer.headers["Content-Disposition"])
+    assert disposition == "attachment"
+    assert options["filename"] == name.rpartition("/")[2]  # filename* where the name is not plain ASCII
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Content-Security-Policy"] == "sandbox"
+
+
+@pytest.mark.parametrize("name, declared, content", LIVE_CONTENT)
+def test_an_uploaded_file_is_served_as_a_sandboxed_download(gateway, user_key, name, declared, content):
+    auth = {"Authorization": f"Bearer {user_key}"}
+    uploaded = requests.post(gateway.v1 + "/files", headers=auth, timeout=30, data={"purpose": "user_data"},
+                             files={"file": (name, content, declared or "application/octet-stream")})
+    assert uploaded.status_code == 200, uploaded.text
+    served = requests.get(gateway.v1 + f"/files/{uploaded.json()['id']}/content", headers=auth, timeout=30)
+    assert_download(served, uploaded.json()["filename"], content)  # the name as stored (multipart drops `\\`)
+    assert uploaded.json()["filename"].startswith(name[:5])
+
+
+def test_a_file_put_at_a_path_is_served_as_a_download_too(gateway, user_key):
+    auth = {"Authorization": f"Bearer {user_key}"}
+    stored = requests.put(gateway.v1 + "/files/site/index.html", data=b"<script>alert(3)</script>", timeout=30,
+                          headers={**auth, "Content-Type": "text/html"})
+    assert stored.status_code == 200, stored.text
+    served = requests.get(gateway.v1 + f"/files/{stored.json()['id']}/content", headers=auth, timeout=30)
+    assert_download(served, "index.html", b"<script>alert(3)</script>")

@@ -153,3 +153,73 @@ def test_a_file_put_at_a_path_is_served_as_a_download_too(gateway, user_key):
     assert stored.status_code == 200, stored.text
     served = requests.get(gateway.v1 + f"/files/{stored.json()['id']}/content", headers=auth, timeout=30)
     assert_download(served, "index.html", b"<script>alert(3)</script>")
+
+
+# ---------------------------------------------------------------- no existence oracle across keys
+def same_answer(first: requests.Response, second: requests.Response, first_id: str, second_id: str) -> None:
+    """Two answers that tell nothing apart: same status, same body once each names its own id."""
+    assert first.status_code == second.status_code, (first.text, second.text)
+    assert first.text.replace(first_id, "ID") == second.text.replace(second_id, "ID")
+
+
+def test_another_keys_file_id_as_a_cursor_is_an_unknown_id(gateway):
+    mine, theirs = (gateway.create_key(budget="1")["key"] for _ in range(2))
+    auth = {"Authorization": f"Bearer {mine}"}
+    for n in range(2):
+        requests.post(gateway.v1 + "/files", headers=auth, data={"purpose": "user_data"}, timeout=30,
+                      files={"file": (f"mine-{n}.txt", b"x")})
+    foreign = requests.post(gateway.v1 + "/files", headers={"Authorization": f"Bearer {theirs}"}, timeout=30,
+                            data={"purpose": "user_data"}, files={"file": ("theirs.txt", b"y")}).json()["id"]
+    unknown = "file-" + secrets.token_hex(13)
+    pages = [requests.get(gateway.v1 + "/files", headers=auth, params={"after": cursor}, timeout=30)
+             for cursor in (foreign, unknown)]
+    same_answer(*pages, foreign, unknown)
+    assert pages[0].status_code == 400
+
+
+def conversation_with(server, key: str, items: list) -> requests.Response:
+    return requests.post(server.v1 + "/conversations", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                         json={"items": items})
+
+
+def items_of(server, key: str, conversation_id: str, **params) -> requests.Response:
+    return requests.get(server.v1 + f"/conversations/{conversation_id}/items", params=params, timeout=30,
+                        headers={"Authorization": f"Bearer {key}"})
+
+
+def message(text: str, item_id: str | None = None) -> dict:
+    return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}],
+            **({"id": item_id} if item_id else {})}
+
+
+def test_another_keys_item_id_as_a_cursor_is_an_unknown_id(gateway):
+    mine, theirs = (gateway.create_key(budget="1")["key"] for _ in range(2))
+    own = conversation_with(gateway, mine, [message("a"), message("b")]).json()["id"]
+    foreign_conversation = conversation_with(gateway, theirs, [message("secret")]).json()["id"]
+    foreign = items_of(gateway, theirs, foreign_conversation).json()["data"][0]["id"]
+    unknown = "msg_" + secrets.token_hex(24)
+    same_answer(items_of(gateway, mine, own, after=foreign), items_of(gateway, mine, own, after=unknown),
+                foreign, unknown)
+
+
+def test_an_item_id_another_key_chose_is_as_free_as_any(gateway):
+    mine, theirs = (gateway.create_key(budget="1")["key"] for _ in range(2))
+    taken, free = "msg_" + secrets.token_hex(8), "msg_" + secrets.token_hex(8)
+    theirs_made = conversation_with(gateway, theirs, [message("theirs", taken)]).json()["id"]
+    answers = {}
+    for chosen in (taken, free):
+        made = conversation_with(gateway, mine, [message("mine", chosen)])
+        assert made.status_code == 200, made.text
+        answers[chosen] = items_of(gateway, mine, made.json()["id"]).json()["data"]
+        assert [item["id"] for item in answers[chosen]] == [chosen]  # kept, as a free id is
+        one = requests.get(gateway.v1 + f"/conversations/{made.json()['id']}/items/{chosen}", timeout=30,
+                           headers={"Authorization": f"Bearer {mine}"})
+        assert one.status_code == 200 and one.json()["content"][0]["text"] == "mine"
+    # the other key's item is untouched
+    kept = items_of(gateway, theirs, theirs_made).json()["data"]
+    assert [(i["id"], i["content"][0]["text"]) for i in kept] == [(taken, "theirs")]
+    # appending to an existing conversation behaves the same
+    own = conversation_with(gateway, mine, []).json()["id"]
+    added = requests.post(gateway.v1 + f"/conversations/{own}/items", timeout=30, json={
+        "items": [message("x", taken)]}, headers={"Authorization": f"Bearer {mine}"})
+    assert [i["id"] for i in added.json()["data"]] == [taken]

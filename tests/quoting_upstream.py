@@ -6,7 +6,10 @@ Every answer quotes what came in `Authorization` / `x-api-key`, and a key of som
 - `e400`: 400 in the provider's JSON error envelope;
 - `e500`: 500 with a plain-text body (retryable: the gateway fails over, cools the account down, keeps the text);
 - `stream`: 200 SSE with one text delta, then the provider's in-stream error event;
-- `/models` (the capacity probe): 401 in the JSON envelope.
+- `/models` (the capacity probe): 401 in the JSON envelope;
+- `probe503`: the probe gets a 503 (retryable), while chat calls get an ordinary answer.
+
+Every request is recorded in `calls` as (scenario, path).
 """
 from __future__ import annotations
 
@@ -38,9 +41,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.read(length)
         _, _, scenario, *rest = self.path.split("?")[0].split("/")
         path = "/" + "/".join(rest)
+        self.server.calls.append((scenario, path))
         anthropic = "x-api-key" in {k.lower() for k in self.headers}
         if path.endswith("/models"):
+            if scenario == "probe503":
+                return self._json(503, {"error": {"type": "server_error", "message": "busy", "code": None}})
             return self._json(401, self._envelope("authentication_error", anthropic))
+        if scenario == "probe503":
+            return self._json(200, {"id": "chatcmpl-ok", "object": "chat.completion", "created": 1, "model": "m",
+                                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                        "role": "assistant", "content": "fine"}}],
+                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
         if scenario == "e400":
             return self._json(400, self._envelope("invalid_request_error", anthropic))
         if scenario == "e500":
@@ -94,10 +105,15 @@ class QuotingUpstream:
     def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
+        self.server.calls = []
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def base_url(self, scenario: str, openai: bool) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/s/{scenario}" + ("/v1" if openai else "")
+
+    @property
+    def calls(self) -> list:
+        return self.server.calls
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -8,7 +8,7 @@ import anthropic
 import openai
 import pytest
 import requests
-from conftest import start_server
+from conftest import clear_of_window_boundary, start_server
 from quoting_upstream import SOMEONE_ELSES_KEY, QuotingUpstream
 
 
@@ -223,3 +223,53 @@ def test_an_item_id_another_key_chose_is_as_free_as_any(gateway):
     added = requests.post(gateway.v1 + f"/conversations/{own}/items", timeout=30, json={
         "items": [message("x", taken)]}, headers={"Authorization": f"Bearer {mine}"})
     assert [i["id"] for i in added.json()["data"]] == [taken]
+
+
+# ---------------------------------------------------------------- capacity refreshes
+@pytest.fixture()
+def probing(quoting, tmp_path):
+    """A gateway with two accounts serving one model: one whose probe fails (503), one ordinary."""
+    server = start_server(tmp_path, name="probing")
+    server.model = "q-probe"
+    server.names = []
+    for scenario in ("probe503", "probe503"):
+        name = server.create_account(provider="openai", api_key="sk-probe-" + secrets.token_hex(12),
+                                     models=[server.model], base_url=quoting.base_url(scenario, True))["name"]
+        server.names.append(name)
+    yield server
+    server.stop()
+
+
+def refresh(server, key: str) -> requests.Response:
+    return requests.post(server.v1 + "/usage/account_capacity/refresh", headers={"Authorization": f"Bearer {key}"},
+                         timeout=60)
+
+
+def test_capacity_refreshes_are_limited_per_key_and_per_account(probing, quoting):
+    clear_of_window_boundary(30, margin=10)  # the per-minute and the per-account windows stay the same throughout
+    mine, theirs = (probing.create_key(budget="0.01", models=[probing.model])["key"] for _ in range(2))
+    before = len(quoting.calls)
+    statuses = [refresh(probing, mine).status_code for _ in range(10)]
+    assert statuses == [200, 200] + [429] * 8
+    limited = refresh(probing, mine)
+    assert limited.json()["error"]["type"] == "rate_limit_error" and int(limited.headers["retry-after"]) >= 1
+    assert refresh(probing, theirs).status_code == 200  # another key has its own allowance of refreshes...
+    probes = [path for _, path in quoting.calls[before:] if path.endswith("/models")]
+    assert len(probes) == 2  # ...but each account was probed once in all, whoever asked
+
+
+def test_a_failed_probe_cools_nobody_down(probing, quoting):
+    key = probing.create_key(budget="1", models=[probing.model])["key"]
+    shown = refresh(probing, key)
+    assert shown.status_code == 200
+    mine = [a for a in shown.json()["data"] if a["name"] in probing.names]
+    assert len(mine) == 2 and all(a["healthy"] is False and a["last_error"] for a in mine)  # recorded, and shown
+    assert all(a["cooldown_until"] is None for a in mine)
+    assert all(a["cooldown_until"] is None for a in probing.admin("GET", "/accounts").json()["data"])
+    # both accounts still serve: the failed probe steered nothing
+    client = openai.OpenAI(base_url=probing.v1, api_key=key, max_retries=0)
+    for _ in range(24):
+        client.chat.completions.create(model=probing.model, messages=[{"role": "user", "content": "hi"}])
+    rows = requests.get(probing.v1 + "/usage/requests", params={"limit": 100}, timeout=30,
+                        headers={"Authorization": f"Bearer {key}"}).json()["data"]
+    assert {row["account"] for row in rows} == set(probing.names)

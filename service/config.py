@@ -22,6 +22,7 @@ class Settings:
     login_code_ttl: int = 600
     login_sends_per_address: int = 3  # per 10 minutes
     login_sends_per_ip: int = 10  # per 10 minutes
+    login_guesses_per_ip: int = 30  # per 10 minutes, whatever the addresses (accounts/login.py)
     user_max_keys: int = 5  # live keys an allowance permits unless the admin says otherwise
     login_domains: tuple = ()  # email domains whose users get the self-service allowance at first login
     self_service_budget_usd: str = "0"  # that allowance's lifetime total; 0: no self-service
@@ -55,6 +56,7 @@ class Settings:
             login_code_ttl=int(_env("ONEKEYLLM_LOGIN_CODE_TTL", str(cls.login_code_ttl))),
             login_sends_per_address=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_ADDRESS", str(cls.login_sends_per_address))),
             login_sends_per_ip=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_IP", str(cls.login_sends_per_ip))),
+            login_guesses_per_ip=int(_env("ONEKEYLLM_LOGIN_GUESSES_PER_IP", str(cls.login_guesses_per_ip))),
             user_max_keys=int(_env("ONEKEYLLM_USER_MAX_KEYS", str(cls.user_max_keys))),
             login_domains=tuple(d.strip().lower().lstrip("@") for d in (_env("ONEKEYLLM_LOGIN_DOMAINS") or "").split(",")
                                 if d.strip()),

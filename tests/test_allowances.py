@@ -24,6 +24,7 @@ def server(mailbox, tmp_path_factory):  # noqa: F811
     _, port = mailbox
     gateway = start_server(tmp_path_factory.mktemp("allowances"), name="allowances", extra_env={
         "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_LOGIN_SENDS_PER_IP": "1000",
+        "ONEKEYLLM_LOGIN_GUESSES_PER_IP": "1000",
         "ONEKEYLLM_LOGIN_DOMAINS": f"{SELF_SERVICE_DOMAIN.upper()}, other.example.org",
         "ONEKEYLLM_SELF_SERVICE_BUDGET_USD": "5", "ONEKEYLLM_USER_MAX_KEYS": "3"})
     yield gateway

@@ -273,3 +273,94 @@ def test_a_failed_probe_cools_nobody_down(probing, quoting):
     rows = requests.get(probing.v1 + "/usage/requests", params={"limit": 100}, timeout=30,
                         headers={"Authorization": f"Bearer {key}"}).json()["data"]
     assert {row["account"] for row in rows} == set(probing.names)
+
+
+# ---------------------------------------------------------------- login: limits per requester, ordinary addresses
+from test_login import SEND_WINDOW, mailbox, new_address, smtp_url, wrong_code  # noqa: E402,F401
+
+
+@pytest.fixture()
+def proxied_login(mailbox, tmp_path):  # noqa: F811
+    """A login server behind one trusted proxy, so each test can speak from several client addresses."""
+    _, port = mailbox
+    server = start_server(tmp_path, name="login-limits", extra_env={
+        "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_TRUSTED_PROXIES": "1"})
+    clear_of_window_boundary(SEND_WINDOW, margin=30)
+    yield server
+    server.stop()
+
+
+VICTIM, ATTACKER, OTHERS = "198.51.100.7", "203.0.113.66", [f"192.0.2.{n}" for n in range(1, 20)]
+
+
+def send_from(server, client_ip: str, email: str) -> requests.Response:
+    return requests.post(server.v1 + "/auth/email/send", json={"email": email}, timeout=30,
+                         headers={"X-Forwarded-For": client_ip})
+
+
+def guess_from(server, client_ip: str, email: str, code: str) -> requests.Response:
+    return requests.post(server.v1 + "/auth/token", json={"email": email, "code": code}, timeout=30,
+                         headers={"X-Forwarded-For": client_ip})
+
+
+def test_wrong_guesses_from_elsewhere_do_not_kill_a_users_code(proxied_login, mailbox):  # noqa: F811
+    collector, _ = mailbox
+    email = new_address("victim")
+    assert send_from(proxied_login, VICTIM, email).status_code == 200
+    code = collector.code_for(email)
+    answers = [guess_from(proxied_login, ATTACKER, email, wrong_code(code)).status_code for _ in range(39)]
+    assert answers[:10] == [401] * 10 and set(answers[10:]) == {429}  # the attacker is stopped, not the code
+    for other in OTHERS[:3]:  # more attackers: the email's budget for guesses from elsewhere runs out, quietly
+        assert {guess_from(proxied_login, other, email, wrong_code(code)).status_code for _ in range(10)} <= {401, 429}
+    answer = guess_from(proxied_login, VICTIM, email, code)
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_code_asked_for_elsewhere_does_not_replace_a_users_code(proxied_login, mailbox):  # noqa: F811
+    collector, _ = mailbox
+    email = new_address("victim")
+    assert send_from(proxied_login, VICTIM, email).status_code == 200
+    own = collector.code_for(email)
+    assert send_from(proxied_login, ATTACKER, email).status_code == 200  # mailed to the victim, too
+    if collector.code_for(email) != own:
+        assert guess_from(proxied_login, VICTIM, email, own).status_code == 200
+    # once redeemed, every code of the address is spent
+    assert guess_from(proxied_login, VICTIM, email, collector.code_for(email)).status_code == 401
+
+
+def test_sends_from_elsewhere_do_not_use_up_a_users_sends(proxied_login, mailbox):  # noqa: F811
+    collector, _ = mailbox
+    email = new_address("victim")
+    assert [send_from(proxied_login, ATTACKER, email).status_code for _ in range(4)] == [200, 200, 200, 429]
+    assert send_from(proxied_login, VICTIM, email).status_code == 200
+    assert guess_from(proxied_login, VICTIM, email, collector.code_for(email)).status_code == 200
+
+
+def test_guesses_are_limited_per_client_and_email_and_per_client(proxied_login):
+    email = new_address()
+    pair = [guess_from(proxied_login, ATTACKER, email, "123456").status_code for _ in range(11)]
+    assert pair == [401] * 10 + [429]
+    limited = guess_from(proxied_login, ATTACKER, email, "123456")
+    assert int(limited.headers["retry-after"]) >= 1 and limited.json()["error"]["type"] == "rate_limit_error"
+    spread = [guess_from(proxied_login, OTHERS[-1], new_address(), "123456").status_code for _ in range(31)]
+    assert spread == [401] * 30 + [429]  # one client, thirty addresses
+    assert guess_from(proxied_login, OTHERS[-2], new_address(), "123456").status_code == 401  # another is not held
+
+
+REFUSED_ADDRESSES = ["x@[127.0.0.1]", "x@[IPv6:::1]", "x@localhost", '"x"@example.com', "a" * 65 + "@example.com",
+                     "x@example.test", "\u00fc@example.com", "x@" + ".".join(["d" * 50] * 5) + ".com"]  # 260 long
+ORDINARY_ADDRESSES = ["first.last+tag@example.com", "a" * 64 + "@sub.example.co.uk", "X_Y-z@Example.ORG"]
+
+
+def test_only_ordinary_deliverable_addresses_get_a_code(proxied_login, mailbox):  # noqa: F811
+    collector, _ = mailbox
+    before = len(collector.messages)
+    for email in REFUSED_ADDRESSES:
+        answer = send_from(proxied_login, VICTIM, email)
+        assert answer.status_code == 400, (email, answer.text)
+        assert answer.json()["error"]["param"] == "email"
+    assert len(collector.messages) == before
+    for email in ORDINARY_ADDRESSES:
+        answer = send_from(proxied_login, OTHERS[0], email)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["email"] == email.lower()

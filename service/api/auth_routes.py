@@ -68,7 +68,7 @@ def _state():
 def _policy() -> LoginPolicy:
     settings = _state().settings
     return LoginPolicy(ttl_seconds=settings.login_code_ttl, sends_per_address=settings.login_sends_per_address,
-                       sends_per_ip=settings.login_sends_per_ip)
+                       sends_per_ip=settings.login_sends_per_ip, guesses_per_ip=settings.login_guesses_per_ip)
 
 
 def _mail_text(code: str, ttl_seconds: int) -> str:
@@ -111,7 +111,7 @@ class Token(MethodView):
     def post(self, body):
         """Trade a mailed code for a bearer JWT (401 when the code is wrong, used or expired)."""
         settings = _state().settings
-        redeem_code(_state().secrets.pepper, body["email"], body["code"])
+        redeem_code(_state().secrets.pepper, body["email"], body["code"], request.remote_addr, _policy())
         users.grant_self_service(body["email"], settings.login_domains, to_nano(settings.self_service_budget_usd),
                                  settings.user_max_keys)
         token, lifetime = issue_jwt(body["email"])

@@ -131,17 +131,13 @@ class Verify(MethodView):
 
 
 # ---------------------------------------------------------------- a user's own keys
-def _own_keys(email: str):
-    return ApiKey.select().where((ApiKey.email == email) & (ApiKey.revoked == False))  # noqa: E712
-
-
 @blp.route("/keys")
 class UserKeys(MethodView):
     @blp.arguments(ListArgsSchema, location="query")
     @blp.response(200, KeyListSchema)
     def get(self, args):
         """The caller's live keys (never their values)."""
-        return list_page(_own_keys(require_user_email()), ApiKey, args, registry.key_view)
+        return list_page(users.live_keys(require_user_email()), ApiKey, args, registry.key_view)
 
     @blp.arguments(UserKeyInSchema)
     @blp.response(201, KeyOutSchema)

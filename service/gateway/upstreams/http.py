@@ -153,10 +153,10 @@ class UpstreamResponse:
     def events(self) -> Iterator[tuple[Optional[str], str]]:
         """The body as SSE events (name, data); error events scrubbed of credentials like error bodies, and the
         account's own credential cut out of every event."""
+        # "Bearer X" contains X: looking for the shortest forms finds every one
+        needles = [c for c in self._credentials if not any(o != c and o in c for o in self._credentials)]
         for name, data in read_events(self.iter_bytes()):
-            if is_error_event(name, data):
-                data = scrub(data, self._credentials)
-            elif any(secret in data for secret in self._credentials):
+            if is_error_event(name, data) or any(needle in data for needle in needles):
                 data = scrub(data, self._credentials)
             yield name, data
 

@@ -231,3 +231,14 @@ def test_another_users_key_id_as_a_cursor_is_an_unknown_id(server, mailbox):  # 
     pages = [user_call(server, token, "GET", "/keys", params={"after": cursor}) for cursor in (alices, unknown)]
     assert pages[0].status_code == pages[1].status_code == 400
     assert pages[0].text.replace(alices, "ID") == pages[1].text.replace(unknown, "ID")
+
+
+def test_a_user_token_refreshes_capacity_within_its_own_limit(server, mailbox):  # noqa: F811
+    from conftest import clear_of_window_boundary
+
+    email = "u" * 60 + uuid.uuid4().hex[:4] + "@" + ".".join(["long-domain-name"] * 10) + ".example.com"  # 250 long
+    server.create_key(budget="1", email=email)
+    token = log_in(server, mailbox, email)
+    clear_of_window_boundary(60, margin=5)
+    statuses = [user_call(server, token, "POST", "/usage/account_capacity/refresh").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]

@@ -10,6 +10,7 @@ those keys (revoked ones included: their spend happened) and log rows carry
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -228,7 +229,9 @@ REFRESHES_PER_MINUTE = 2  # per key (or per user JWT); each account is probed on
 
 def _limit_refreshes(caller: Caller) -> None:
     """429 once the caller asked for more refreshes this minute than allowed (counted in the database)."""
-    who = f"email:{caller.email}" if caller.email is not None else f"key:{caller.ids[0]}"
+    # an address may be longer than a bucket name: its digest stands for it
+    who = (f"email:{hashlib.sha256(caller.email.encode()).hexdigest()[:32]}" if caller.email is not None
+           else f"key:{caller.ids[0]}")
     count, retry_after = count_in_window(f"capacity_refresh:{who}", 60)
     if count > REFRESHES_PER_MINUTE:
         raise ApiError(429, f"Capacity refreshes are limited to {REFRESHES_PER_MINUTE} per minute; "

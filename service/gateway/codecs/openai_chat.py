@@ -575,9 +575,10 @@ class StreamRenderer:
             out.append((None, usage_chunk))
         return out + [(None, "[DONE]")]
 
-    def fail(self, message: str, error_type: str) -> list[tuple[None, Any]]:
+    def fail(self, message: str, error_type: Optional[str] = None) -> list[tuple[None, Any]]:
         """An error payload (the openai SDK raises on it); nothing is sent after it."""
         if self._closed:
             return []
         self._closed = True
-        return [(None, {"error": {"message": message, "type": error_type, "param": None, "code": None}})]
+        error = {"message": message, "type": error_type or "api_error", "param": None, "code": None}
+        return [(None, {"error": error})]

@@ -41,10 +41,12 @@ ERROR_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt", "vector_
 ERROR_CODE_ALIASES = {"rate_limit_error": "rate_limit_exceeded", "rate_limit": "rate_limit_exceeded"}
 # Request fields a response object echoes, with the value it shows when the request left them out.
 ECHOED_DEFAULTS = {
-    "instructions": None, "metadata": {}, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+    "instructions": None, "metadata": {}, "parallel_tool_calls": True, "tool_choice": "auto",
     "temperature": 1.0, "top_p": 1.0, "max_output_tokens": None, "text": {"format": {"type": "text"}},
-    "reasoning": {"effort": None, "summary": None}, "truncation": "disabled", "user": None,
+    "reasoning": {"effort": None, "summary": None}, "truncation": "disabled",
 }
+# Fields a function tool object always has in the official schema (nullable, but present).
+FUNCTION_TOOL_REQUIRED = {"strict": None, "parameters": None}
 # OpenAI's input_file is a PDF unless its name says otherwise.
 MEDIA_TYPES = {
     ".pdf": "application/pdf", ".txt": "text/plain", ".md": "text/markdown", ".csv": "text/csv",
@@ -519,7 +521,7 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
     conversation = ctx.extra.get("conversation", body.get("conversation"))
     if isinstance(conversation, str):
         conversation = {"id": conversation}
-    return {
+    answer = {
         "id": ctx.response_id,
         "object": "response",
         "created_at": ctx.created_at,
@@ -538,10 +540,24 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
         },
         **{key: copy.deepcopy(body[key] if body.get(key) is not None else default)
            for key, default in ECHOED_DEFAULTS.items()},
+        "tools": _echoed_tools(body.get("tools")),
         "store": ctx.extra.get("store", body.get("store", True)),
         "previous_response_id": ctx.extra.get("previous_response_id", body.get("previous_response_id")),
         "conversation": conversation,
     }
+    if usage is None:
+        del answer["usage"]  # not known yet: the schema's usage object has no null form
+    if isinstance(body.get("user"), str):
+        answer["user"] = body["user"]
+    return answer
+
+
+def _echoed_tools(tools: Any) -> list:
+    """The request's tools as a response object shows them: function tools with every field the schema requires."""
+    if not isinstance(tools, list):
+        return []
+    return [{**FUNCTION_TOOL_REQUIRED, **tool} if isinstance(tool, dict) and tool.get("type") == "function"
+            else copy.deepcopy(tool) for tool in tools]
 
 
 # ---------------------------------------------------------------- streams
@@ -728,10 +744,10 @@ class StreamRenderer:
         return self.builder.response
 
     # -- internals
-    def _event(self, name: str, **fields: Any) -> tuple[str, dict]:
-        payload = {"type": name, "sequence_number": self._seq, **fields}
+    def _event(self, event_type: str, **fields: Any) -> tuple[str, dict]:
+        payload = {"type": event_type, "sequence_number": self._seq, **fields}
         self._seq += 1
-        return name, payload
+        return event_type, payload
 
     def _start(self) -> list[tuple[str, dict]]:
         if self._started:
@@ -771,7 +787,8 @@ class StreamRenderer:
             out.append(self._event("response.content_part.done", **ids, content_index=0, part=_text_content(item.text)))
             done = _message_item(item.item_id, item.text, status)
         elif item.kind == "function_call":
-            out.append(self._event("response.function_call_arguments.done", **ids, arguments=item.text))
+            out.append(self._event("response.function_call_arguments.done", **ids, name=item.name,
+                                   arguments=item.text))
             done = _function_call_item(item.item_id, item.call_id, item.name, item.text, status)
         else:
             if item.summary_open:

@@ -299,7 +299,8 @@ def test_parse_response_reads_parts_stop_reason_and_usage():
     assert resp.parts == [ReasoningPart(text="a\n\nb", encrypted_content="enc", id="rs_9"), TextPart("Hello"),
                           ToolCallPart("call_9", "f", "{}")]
     assert resp.stop_reason == "tool_use" and resp.model == "gpt-real"
-    assert resp.usage == Usage(input_tokens=20, output_tokens=9, cached_tokens=4, reasoning_tokens=3)
+    assert resp.usage == Usage(input_tokens=20, output_tokens=9, cached_tokens=4, reasoning_tokens=3,
+                              web_search_requests=1)  # its web_search_call item ran one search
 
 
 @pytest.mark.parametrize("status, reason, stop", [

@@ -165,6 +165,12 @@ class Usage:
             value = getattr(other, name)
             if value:
                 setattr(self, name, value)
+        if other.reported:  # an upstream's report is whole (parsers keep the figures so far): its zeros count too
+            vars(self).update(vars(other))
+
+    # the upstream gave figures (zeros included): they are the answer; False: count locally
+    reported: bool = field(default=False, compare=False)
+    web_search_requests: int = 0  # server-side web searches the upstream ran (priced per request)
 
 
 @dataclass

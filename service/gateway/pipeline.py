@@ -324,8 +324,10 @@ def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
 
 # ---------------------------------------------------------------- answers
 def _complete_usage(turn: Turn, response: Response) -> Usage:
-    """The usage to bill: the upstream's, or a local count where it reported none."""
+    """The usage to bill: the upstream's (zero is an answer), or a local count where it reported none."""
     usage = response.usage
+    if usage.reported:
+        return usage
     if not usage.input_tokens:
         usage.input_tokens = turn.input_estimate
     if not usage.output_tokens:

@@ -400,7 +400,7 @@ def parse_response(body: dict) -> Response:
         parts=[p for p in parts if isinstance(p, (TextPart, ToolCallPart, ReasoningPart))],
         stop_reason=_stop_reason(body.get("stop_reason")),
         stop_sequence=body.get("stop_sequence"),
-        usage=_parse_usage(body.get("usage") or {}),
+        usage=reported_usage(body.get("usage")),
     )
 
 
@@ -409,6 +409,34 @@ def _stop_reason(value: Any) -> str:
     if value == "model_context_window_exceeded":
         return STOP_MAX_TOKENS
     return value or STOP_END_TURN
+
+
+def reported_usage(raw: Any) -> Usage:
+    """The usage an Anthropic body or event reports, in every shape it comes in (none: not reported)."""
+    if not isinstance(raw, dict):
+        return Usage()
+    usage = _parse_usage(_billed_figures(raw))
+    usage.reported = True
+    server_tools = raw.get("server_tool_use") if isinstance(raw.get("server_tool_use"), dict) else {}
+    usage.web_search_requests = server_tools.get("web_search_requests") or 0
+    return usage
+
+
+_ITERATED = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _billed_figures(raw: dict) -> dict:
+    """The figures to bill: with `iterations` (compaction, advisor, server tool loops), every sampling counts.
+
+    A compaction iteration's tokens are not in the top-level figures, so the top level alone bills too little.
+    """
+    iterations = [i for i in raw.get("iterations") or [] if isinstance(i, dict)]
+    if not iterations:
+        return raw
+    summed = {name: sum(i.get(name) or 0 for i in iterations) for name in _ITERATED}
+    billed = {**raw, **{name: max(summed[name], raw.get(name) or 0) for name in _ITERATED}}
+    billed.pop("cache_creation", None)  # its split is of the top-level writes only
+    return billed
 
 
 def _parse_usage(raw: dict) -> Usage:
@@ -470,6 +498,8 @@ class StreamParser:
     def __init__(self) -> None:
         self._usage: dict = {}  # raw Anthropic figures so far; message_delta only repeats some of them
         self._parts: set = set()  # block indexes that produced a canonical part
+        self._started: set = set()  # block indexes whose start was understood: only their deltas are read
+        self._finished = False
 
     def feed(self, event: Optional[str], data: str) -> list:
         """The canonical events for one SSE event; CodecError when its data is not a JSON object."""
@@ -483,7 +513,7 @@ class StreamParser:
             raise CodecError("The upstream stream sent an event that is not a JSON object.")
         kind = payload.get("type") or event
         if kind == "message_start":
-            return self._usage_events((payload.get("message") or {}).get("usage"))
+            return self._message_start(payload.get("message") or {})
         if kind == "content_block_start":
             return self._block_start(payload.get("index", 0), payload.get("content_block") or {})
         if kind == "content_block_delta":
@@ -495,9 +525,10 @@ class StreamParser:
             events = self._usage_events(payload.get("usage"))
             delta = payload.get("delta") or {}
             if delta.get("stop_reason"):
-                events.append(StreamEvent("finish", stop_reason=_stop_reason(delta["stop_reason"]),
-                                          stop_sequence=delta.get("stop_sequence")))
+                events += self._finish(delta["stop_reason"], delta.get("stop_sequence"))
             return events
+        if kind == "message_stop" and not self._finished:  # message_stop ends a stream, whatever came before
+            return self._finish(None, None)
         if kind == "error":
             error = payload.get("error") or {}
             return [StreamEvent("error", text=str(error.get("message") or "The upstream stream failed."),
@@ -508,14 +539,32 @@ class StreamParser:
         """Nothing is held back: an Anthropic stream needs no flushing."""
         return []
 
+    def _message_start(self, message: dict) -> list:
+        """Usage so far, and whatever content and stop reason the start already carries (a whole message may)."""
+        events = self._usage_events(message.get("usage"))
+        for index, block in enumerate(message.get("content") or []):
+            if isinstance(block, dict):
+                started = self._block_start(index, block)
+                events += started + ([StreamEvent("part_end", index=index)] if started else [])
+        if message.get("stop_reason"):
+            events += self._finish(message["stop_reason"], message.get("stop_sequence"))
+        return events
+
+    def _finish(self, stop_reason: Optional[str], stop_sequence: Optional[str]) -> list:
+        self._finished = True
+        return [StreamEvent("finish", stop_reason=_stop_reason(stop_reason) if stop_reason else None,
+                            stop_sequence=stop_sequence)]
+
     def _usage_events(self, raw: Any) -> list:
         if not isinstance(raw, dict):
             return []
         self._usage.update({k: v for k, v in raw.items() if v is not None})
-        return [StreamEvent("usage", usage=_parse_usage(self._usage))]
+        return [StreamEvent("usage", usage=reported_usage(self._usage))]
 
     def _block_start(self, index: int, block: dict) -> list:
         kind = block.get("type")
+        if kind in ("text", "tool_use", "thinking"):
+            self._started.add(index)
         if kind == "text" and block.get("text"):
             events = [StreamEvent("text", index=index, text=block["text"])]
         elif kind == "tool_use":
@@ -525,13 +574,15 @@ class StreamParser:
         elif kind == "thinking":
             events = [StreamEvent("reasoning", index=index, text=block.get("thinking") or "",
                                   signature=block.get("signature") or None)]
-        else:  # empty text (deltas follow), redacted thinking and server tool blocks (canonical streams lack them)
+        else:  # empty text (deltas follow), redacted thinking, server tool blocks and blocks newer than this parser
             return []
         self._parts.add(index)
         return events
 
     def _block_delta(self, index: int, delta: dict) -> list:
         kind = delta.get("type")
+        if index not in self._started:
+            return []  # the pieces of a block this parser did not take up (a server tool's query is no client call)
         if kind == "text_delta" and delta.get("text"):
             event = StreamEvent("text", index=index, text=delta["text"])
         elif kind == "input_json_delta" and delta.get("partial_json"):

@@ -370,7 +370,7 @@ def parse_response(body: dict) -> Response:
     """An upstream chat.completion as a canonical Response."""
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
         raise CodecError("Not a chat completion: `choices` is missing.")
-    response = Response(id=body.get("id") or "", model=body.get("model") or "", usage=_parse_usage(body.get("usage")))
+    response = Response(id=body.get("id") or "", model=body.get("model") or "", usage=reported_usage(body.get("usage")))
     if not body["choices"]:
         return response
     choice = body["choices"][0]
@@ -397,6 +397,36 @@ def _reasoning_text(obj: dict) -> str:
     """Reasoning text some OpenAI-compatible servers add (`reasoning_content`, or `reasoning`)."""
     value = obj.get("reasoning_content") or obj.get("reasoning")
     return value if isinstance(value, str) else ""
+
+
+def reported_usage(raw: Any) -> Usage:
+    """The usage a Chat body or chunk reports, in the shapes OpenAI-compatible servers use (none: not reported)."""
+    if not isinstance(raw, dict):
+        return Usage()
+    usage = _parse_usage(_openai_shaped(raw))
+    usage.reported = True
+    return usage
+
+
+def _openai_shaped(raw: dict) -> dict:
+    """Other servers' usage figures in OpenAI's places.
+
+    Reasoning reported beside `completion_tokens` rather than inside it (the total says so, or it exceeds
+    them) is output too; DeepSeek's cache hits and Anthropic-style cache figures are cache reads and writes.
+    """
+    shaped = dict(raw)
+    prompt = dict(raw.get("prompt_tokens_details") or {})
+    completion = raw.get("completion_tokens_details") or {}
+    reasoning, output = completion.get("reasoning_tokens") or 0, raw.get("completion_tokens") or 0
+    beside = (raw.get("prompt_tokens") or 0) + output + reasoning
+    if reasoning and (reasoning > output or (raw.get("total_tokens") == beside and raw.get("total_tokens"))):
+        shaped["completion_tokens"] = output + reasoning
+    if not prompt.get("cached_tokens"):
+        prompt["cached_tokens"] = raw.get("prompt_cache_hit_tokens") or raw.get("cache_read_input_tokens") or 0
+    if not prompt.get("cache_write_tokens"):
+        prompt["cache_write_tokens"] = raw.get("cache_creation_input_tokens") or 0
+    shaped["prompt_tokens_details"] = prompt
+    return shaped
 
 
 def _parse_usage(raw: Any) -> Usage:
@@ -474,7 +504,7 @@ class StreamParser:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 events.extend(self._choice_events(choice))
         if isinstance(chunk.get("usage"), dict):
-            events.append(StreamEvent("usage", usage=_parse_usage(chunk["usage"])))
+            events.append(StreamEvent("usage", usage=reported_usage(chunk["usage"])))
         return events
 
     def _choice_events(self, choice: dict) -> list[StreamEvent]:

@@ -433,7 +433,7 @@ def parse_response(body: dict) -> Response:
             resp.parts.append(ReasoningPart(text=_summary_text(item.get("summary")),
                                             encrypted_content=item.get("encrypted_content"), id=item.get("id")))
     resp.stop_reason = _stop_reason(body, any(isinstance(p, ToolCallPart) for p in resp.parts))
-    resp.usage = _parse_usage(body.get("usage"))
+    resp.usage = reported_usage(body.get("usage"), body["output"])
     return resp
 
 
@@ -445,6 +445,17 @@ def _stop_reason(body: dict, has_tool_call: bool) -> str:
         if reason == "max_output_tokens":
             return STOP_MAX_TOKENS
     return STOP_TOOL_USE if has_tool_call else STOP_END_TURN
+
+
+def reported_usage(raw: Any, output: Any = None) -> Usage:
+    """The usage a response object reports (none: not reported), with the web searches its output ran."""
+    if not isinstance(raw, dict):
+        return Usage()
+    usage = _parse_usage(raw)
+    usage.reported = True
+    usage.web_search_requests = sum(1 for item in output or [] if isinstance(item, dict)
+                                    and item.get("type") == "web_search_call")
+    return usage
 
 
 def _parse_usage(usage: Any) -> Usage:
@@ -592,7 +603,7 @@ class StreamParser:
                     out += self._piece("tool_args", index, item["arguments"])
         elif kind in ("response.output_text.delta", "response.refusal.delta"):
             out += self._piece("text", index, payload.get("delta") or "")
-        elif kind == "response.function_call_arguments.delta":
+        elif kind == "response.function_call_arguments.delta" and self._kinds.get(index) == "function_call":
             out += self._piece("tool_args", index, payload.get("delta") or "")
         elif kind == "response.reasoning_summary_part.added" and payload.get("summary_index", 0) > 0:
             out += self._piece("reasoning", index, "\n\n")  # as parse_response joins summaries
@@ -604,7 +615,7 @@ class StreamParser:
             resp = payload.get("response") or {}
             has_call = self._saw_tool_call or any(
                 isinstance(i, dict) and i.get("type") == "function_call" for i in resp.get("output") or [])
-            out.append(StreamEvent("usage", usage=_parse_usage(resp.get("usage"))))
+            out.append(StreamEvent("usage", usage=reported_usage(resp.get("usage"), resp.get("output"))))
             out.append(StreamEvent("finish", stop_reason=_stop_reason(resp, has_call)))
         elif kind == "response.failed":
             error = (payload.get("response") or {}).get("error") or {}

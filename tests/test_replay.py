@@ -1,0 +1,235 @@
+"""Recorded provider answers, played back byte for byte by `replay_upstream`, through the gateway.
+
+Each recording in `tests/recordings/` (written from the providers' API references and the SDKs' types)
+is checked three ways:
+- it is an official answer (the SDK's types accept it, every required field present);
+- passthrough: the SDK object through the gateway equals the SDK object straight from the recording, and
+  the wire is the recording's but for the fields the gateway owns (model name, the Responses id and state);
+- translated to each other format: that format's SDK accepts the answer (streamed and not), the text and
+  the client's tool calls survive, and the usage is exact (in the answer and in the request-log row).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import anthropic
+import anthropic.types as atypes
+import openai
+import pytest
+import requests
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
+from replay_upstream import ReplayUpstream, recording, recordings, sse_payloads
+from schema_check import assert_conforms, sse_events
+
+FORMATS = ("anthropic", "responses", "chat")
+CLIENTS = {"anthropic": "messages", "responses": "responses", "chat": "chat"}
+OFFICIAL = {"anthropic": (atypes.Message, atypes.RawMessageStreamEvent), "responses": (Response, ResponseStreamEvent),
+            "chat": (ChatCompletion, ChatCompletionChunk)}
+ALL = [(fmt, name) for fmt in FORMATS for name in recordings(fmt)]
+# What each recording bills: all input tokens (cache reads and writes included) and all output tokens.
+USAGE = {
+    ("anthropic", "text"): (2095 + 1800 + 248, 17), ("anthropic", "thinking_tools"): (412, 188),
+    ("anthropic", "web_search"): (6039, 931), ("anthropic", "whole_message_start"): (380, 42),
+    ("anthropic", "zero_usage"): (0, 0), ("anthropic", "refusal"): (31, 9), ("anthropic", "pause_turn"): (2200, 120),
+    ("anthropic", "iterations"): (60385 + 682, 592 + 1320),  # every iteration is billed, compaction included
+    ("responses", "text"): (1312, 14), ("responses", "reasoning_tool"): (85, 150),
+    ("responses", "web_search"): (8113, 61), ("responses", "custom_tool_call"): (120, 18),
+    ("responses", "zero_usage"): (0, 0),
+    ("chat", "text"): (1312, 14), ("chat", "tool_calls"): (82, 46), ("chat", "zero_usage"): (0, 0),
+    ("chat", "reasoning_outside"): (40, 2 + 340),  # reasoning reported beside completion_tokens
+}
+
+
+@dataclass
+class Seen:
+    """An answer reduced to what must survive translation."""
+
+    text: str = ""
+    calls: list = field(default_factory=list)  # (name, arguments as an object)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def model_of(fmt: str, name: str) -> str:
+    return f"rp-{fmt}-{name.replace('_', '-')}"
+
+
+@pytest.fixture(scope="module")
+def replay():
+    server = ReplayUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(gateway, replay) -> str:
+    """An account per recording, serving its own public model; the key that calls them."""
+    for fmt, name in ALL:
+        model = model_of(fmt, name)
+        gateway.create_model(model, max_output_tokens=2048, input_usd_per_mtok="1", output_usd_per_mtok="2")
+        provider, extra = ("anthropic", {}) if fmt == "anthropic" else ("openai", {"api": fmt})
+        gateway.create_account(provider=provider, base_url=replay.base_url(fmt, name), api_key="sk-replay-upstream",
+                               models=[model], **extra)
+    return gateway.create_key(budget="100", name="replay")["key"]
+
+
+def clients(base: str, key: str) -> tuple:
+    return (openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=30),
+            anthropic.Anthropic(base_url=base, api_key=key, max_retries=0, timeout=30))
+
+
+def ask(client_format: str, oai, ant, model: str, stream: bool):
+    """One call in a client format through an SDK; the SDK's object (final object for streams)."""
+    if client_format == "messages":
+        kwargs = {"model": model, "max_tokens": 1024, "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+        if not stream:
+            return ant.messages.create(**kwargs)
+        with ant.messages.stream(**kwargs) as events:
+            return events.get_final_message()
+    if client_format == "responses":
+        kwargs = {"model": model, "input": "Weather in Paris?"}
+        if not stream:
+            return oai.responses.create(**kwargs)
+        with oai.responses.stream(**kwargs) as events:  # get_final_response() takes response.completed only
+            return next(e.response for e in events if e.type in ("response.completed", "response.incomplete"))
+    kwargs = {"model": model, "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    if not stream:
+        return oai.chat.completions.create(**kwargs)
+    # the chunks as the SDK reads them (its stream() helper raises on a content_filter finish by design)
+    return chat_from_chunks(oai.chat.completions.create(stream=True, stream_options={"include_usage": True},
+                                                        **kwargs))
+
+
+def chat_from_chunks(chunks) -> ChatCompletion:
+    """A ChatCompletion assembled from the SDK's chunk objects: content, tool calls by index, usage."""
+    text, calls, usage, finish, first = "", {}, None, None, None
+    for chunk in chunks:
+        first = first or chunk
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+            for call in choice.delta.tool_calls or []:
+                entry = calls.setdefault(call.index, {"id": call.id, "type": "function",
+                                                      "function": {"name": "", "arguments": ""}})
+                entry["function"]["name"] += (call.function.name or "") if call.function else ""
+                entry["function"]["arguments"] += (call.function.arguments or "") if call.function else ""
+    message = {"role": "assistant", "content": text or None, "tool_calls": [calls[i] for i in sorted(calls)] or None}
+    return ChatCompletion.model_validate({
+        "id": first.id, "object": "chat.completion", "created": first.created, "model": first.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage.model_dump()})
+
+
+def seen(client_format: str, obj) -> Seen:
+    """Text, client tool calls and usage of an SDK object (usage in all input tokens, as billed)."""
+    if client_format == "messages":
+        u = obj.usage
+        return Seen("".join(b.text for b in obj.content if b.type == "text"),
+                    [(b.name, b.input) for b in obj.content if b.type == "tool_use"],
+                    u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0),
+                    u.output_tokens)
+    if client_format == "responses":
+        calls = [(i.name, json.loads(i.arguments)) for i in obj.output if i.type == "function_call"]
+        calls += [(i.name, {"input": i.input}) for i in obj.output if i.type == "custom_tool_call"]
+        return Seen(obj.output_text, calls, obj.usage.input_tokens, obj.usage.output_tokens)
+    message = obj.choices[0].message
+    calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
+    return Seen(message.content or "", calls, obj.usage.prompt_tokens, obj.usage.completion_tokens)
+
+
+def recorded(fmt: str, name: str) -> Seen:
+    """What the recording itself says (its non-streamed form, or its stream read by the SDK)."""
+    raw = _recorded_object(fmt, name)
+    found = seen(CLIENTS[fmt], raw)
+    found.input_tokens, found.output_tokens = USAGE[(fmt, name)]
+    return found
+
+
+def _recorded_object(fmt: str, name: str):
+    kind = OFFICIAL[fmt][0]
+    return kind.model_validate(json.loads(recording(fmt, name, False)))
+
+
+def last_row(gateway, key: str) -> dict:
+    rows = requests.get(gateway.v1 + "/usage/requests", headers={"Authorization": f"Bearer {key}"},
+                        params={"limit": 1}, timeout=30).json()["data"]
+    return rows[0]
+
+
+# ---------------------------------------------------------------- the recordings themselves
+@pytest.mark.parametrize("fmt,name", ALL, ids=[f"{f}-{n}" for f, n in ALL])
+def test_each_recording_is_an_official_answer(fmt, name):
+    assert_conforms(OFFICIAL[fmt][0], json.loads(recording(fmt, name, False)), f"{fmt}/{name}.json")
+    for event, data in sse_payloads(recording(fmt, name, True)):
+        if data != "[DONE]" and event != "ping":
+            assert_conforms(OFFICIAL[fmt][1], json.loads(data), f"{fmt}/{name}.sse {event}")
+
+
+# ---------------------------------------------------------------- passthrough
+OWNED = {"model", "id", "store", "previous_response_id", "conversation"}
+
+
+def _without_owned(fmt: str, payload):
+    """A wire object without the fields the gateway owns (the model name; a Responses object's id and state)."""
+    if not isinstance(payload, dict):
+        return payload
+    owned = OWNED if fmt == "responses" else {"model"}
+    cleaned = {k: v for k, v in payload.items() if k not in owned}
+    for nested in ("message", "response"):
+        if isinstance(cleaned.get(nested), dict):
+            cleaned[nested] = _without_owned(fmt, cleaned[nested])
+    return cleaned
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("fmt,name", ALL, ids=[f"{f}-{n}" for f, n in ALL])
+def test_passthrough_keeps_the_recorded_answer(gateway, replay, served, fmt, name, stream):
+    model = model_of(fmt, name)
+    oai, ant = clients(gateway.url, served)
+    through = ask(CLIENTS[fmt], oai, ant, model, stream)
+    direct_oai = openai.OpenAI(base_url=replay.base_url(fmt, name), api_key="x", max_retries=0)
+    direct_ant = anthropic.Anthropic(base_url=replay.base_url(fmt, name), api_key="x", max_retries=0)
+    direct = ask(CLIENTS[fmt], direct_oai, direct_ant, model, stream)
+    assert _without_owned(fmt, through.model_dump()) == _without_owned(fmt, direct.model_dump())
+    row = last_row(gateway, served)
+    assert (row["input_tokens"], row["output_tokens"]) == USAGE[(fmt, name)], "the row bills what the upstream said"
+
+
+@pytest.mark.parametrize("fmt,name", ALL, ids=[f"{f}-{n}" for f, n in ALL])
+def test_passthrough_stream_is_the_recorded_wire(gateway, served, fmt, name):
+    path, headers, body = {
+        "anthropic": ("/messages", {"x-api-key": served, "anthropic-version": "2023-06-01"},
+                      {"max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}),
+        "responses": ("/responses", {"Authorization": f"Bearer {served}"}, {"input": "hi"}),
+        "chat": ("/chat/completions", {"Authorization": f"Bearer {served}"},
+                 {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}),
+    }[fmt]
+    answer = requests.post(gateway.v1 + path, headers=headers, json={"model": model_of(fmt, name), "stream": True,
+                                                                      **body}, stream=True, timeout=30)
+    wire = [(event, data if data == "[DONE]" else _without_owned(fmt, json.loads(data)))
+            for event, data in sse_events(answer)]
+    expected = [(event, data if data == "[DONE]" else _without_owned(fmt, json.loads(data)))
+                for event, data in sse_payloads(recording(fmt, name, True))]
+    assert wire == expected
+
+
+# ---------------------------------------------------------------- translation
+TRANSLATIONS = [(fmt, name, client) for fmt, name in ALL for client in ("responses", "chat", "messages")
+                if CLIENTS[fmt] != client]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("fmt,name,client", TRANSLATIONS, ids=[f"{f}-{n}-to-{c}" for f, n, c in TRANSLATIONS])
+def test_translation_keeps_text_tool_calls_and_usage(gateway, served, fmt, name, client, stream):
+    if name == "custom_tool_call":
+        pytest.xfail("client-side calls other than functions are not translated yet")
+    oai, ant = clients(gateway.url, served)
+    got = seen(client, ask(client, oai, ant, model_of(fmt, name), stream))
+    want = recorded(fmt, name)
+    assert got.text == want.text
+    assert got.calls == want.calls
+    assert (got.input_tokens, got.output_tokens) == (want.input_tokens, want.output_tokens)
+    row = last_row(gateway, served)
+    assert (row["input_tokens"], row["output_tokens"]) == USAGE[(fmt, name)]

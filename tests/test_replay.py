@@ -27,6 +27,9 @@ FORMATS = ("anthropic", "responses", "chat")
 CLIENTS = {"anthropic": "messages", "responses": "responses", "chat": "chat"}
 OFFICIAL = {"anthropic": (atypes.Message, atypes.RawMessageStreamEvent), "responses": (Response, ResponseStreamEvent),
             "chat": (ChatCompletion, ChatCompletionChunk)}
+# Responses client-call items and the tool each becomes in the other formats (with the field holding its input)
+CLIENT_TOOLS = {"apply_patch_call": "apply_patch", "shell_call": "shell", "local_shell_call": "local_shell"}
+CLIENT_INPUTS = {"apply_patch_call": "operation", "shell_call": "action", "local_shell_call": "action"}
 ALL = [(fmt, name) for fmt in FORMATS for name in recordings(fmt)]
 # What each recording bills: all input tokens (cache reads and writes included) and all output tokens.
 USAGE = {
@@ -36,7 +39,7 @@ USAGE = {
     ("anthropic", "iterations"): (60385 + 682, 592 + 1320),  # every iteration is billed, compaction included
     ("responses", "text"): (1312, 14), ("responses", "reasoning_tool"): (85, 150),
     ("responses", "web_search"): (8113, 61), ("responses", "custom_tool_call"): (120, 18),
-    ("responses", "zero_usage"): (0, 0),
+    ("responses", "zero_usage"): (0, 0), ("responses", "client_calls"): (2410, 96),
     ("chat", "text"): (1312, 14), ("chat", "tool_calls"): (82, 46), ("chat", "zero_usage"): (0, 0),
     ("chat", "reasoning_outside"): (40, 2 + 340),  # reasoning reported beside completion_tokens
 }
@@ -50,6 +53,7 @@ class Seen:
     calls: list = field(default_factory=list)  # (name, arguments as an object)
     input_tokens: int = 0
     output_tokens: int = 0
+    stop: str = ""  # the format's own stop / finish reason ("" for Responses)
 
 
 def model_of(fmt: str, name: str) -> str:
@@ -129,14 +133,24 @@ def seen(client_format: str, obj) -> Seen:
         return Seen("".join(b.text for b in obj.content if b.type == "text"),
                     [(b.name, b.input) for b in obj.content if b.type == "tool_use"],
                     u.input_tokens + (u.cache_read_input_tokens or 0) + (u.cache_creation_input_tokens or 0),
-                    u.output_tokens)
+                    u.output_tokens, obj.stop_reason)
     if client_format == "responses":
-        calls = [(i.name, json.loads(i.arguments)) for i in obj.output if i.type == "function_call"]
-        calls += [(i.name, {"input": i.input}) for i in obj.output if i.type == "custom_tool_call"]
+        calls = [_client_call(item) for item in obj.output
+                 if item.type in ("function_call", "custom_tool_call") or item.type in CLIENT_TOOLS]
         return Seen(obj.output_text, calls, obj.usage.input_tokens, obj.usage.output_tokens)
     message = obj.choices[0].message
     calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
-    return Seen(message.content or "", calls, obj.usage.prompt_tokens, obj.usage.completion_tokens)
+    return Seen(message.content or "", calls, obj.usage.prompt_tokens, obj.usage.completion_tokens,
+                obj.choices[0].finish_reason)
+
+
+def _client_call(item) -> tuple:
+    """A Responses call item as (tool name, input object), as the other formats carry it."""
+    if item.type == "function_call":
+        return item.name, json.loads(item.arguments)
+    if item.type == "custom_tool_call":
+        return item.name, {"input": item.input}
+    return CLIENT_TOOLS[item.type], getattr(item, CLIENT_INPUTS[item.type]).model_dump(exclude_unset=True)
 
 
 def recorded(fmt: str, name: str) -> Seen:
@@ -223,13 +237,13 @@ TRANSLATIONS = [(fmt, name, client) for fmt, name in ALL for client in ("respons
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("fmt,name,client", TRANSLATIONS, ids=[f"{f}-{n}-to-{c}" for f, n, c in TRANSLATIONS])
 def test_translation_keeps_text_tool_calls_and_usage(gateway, served, fmt, name, client, stream):
-    if name == "custom_tool_call":
-        pytest.xfail("client-side calls other than functions are not translated yet")
     oai, ant = clients(gateway.url, served)
     got = seen(client, ask(client, oai, ant, model_of(fmt, name), stream))
     want = recorded(fmt, name)
     assert got.text == want.text
     assert got.calls == want.calls
+    if client != "responses":
+        assert (got.stop in ("tool_use", "tool_calls")) == bool(want.calls), "a client call is a tool stop"
     assert (got.input_tokens, got.output_tokens) == (want.input_tokens, want.output_tokens)
     row = last_row(gateway, served)
     assert (row["input_tokens"], row["output_tokens"]) == USAGE[(fmt, name)]

@@ -50,6 +50,7 @@ class ToolCallPart:
     name: str
     arguments: str = ""
     type: str = "tool_call"
+    kind: Optional[str] = None  # a Responses client call other than a function (`custom_tool_call`, …)
 
     def arguments_object(self) -> dict:
         """The arguments parsed; `{}` when empty or not a JSON object (Anthropic's `input` must be one)."""
@@ -69,6 +70,7 @@ class ToolResultPart:
     is_error: bool = False
     name: Optional[str] = None
     type: str = "tool_result"
+    kind: Optional[str] = None  # the Responses call type it answers, when not a function
 
     def text(self) -> str:
         """The result flattened to text."""
@@ -145,6 +147,7 @@ class ToolSpec:
     name: str
     description: Optional[str] = None
     parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})
+    kind: Optional[str] = None  # the Responses tool type when not a function (`custom`, `apply_patch`, …)
 
 
 @dataclass

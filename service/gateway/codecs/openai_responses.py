@@ -31,7 +31,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError
+from . import CodecError, client_calls
 
 ITEM_ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
@@ -97,8 +97,9 @@ def _normalize_item(item: Any, where: str) -> Optional[dict]:
         if not isinstance(item.get("id"), str):
             raise CodecError(f"'{where}.id' must be a string.", f"{where}.id")
         return item
-    if kind not in ITEM_ID_PREFIXES:
-        return None  # built-in tool items and newer types the gateway cannot convert
+    prefix = ITEM_ID_PREFIXES.get(kind) or client_calls.ID_PREFIXES.get(kind)
+    if prefix is None:
+        return None  # server-side tool items and newer types the gateway cannot convert
     if kind == "message":
         _normalize_message(item, where)
     elif kind == "function_call":
@@ -114,7 +115,7 @@ def _normalize_item(item: Any, where: str) -> Optional[dict]:
             raise CodecError(f"'{where}.summary' must be a list.", f"{where}.summary")
         item.setdefault("summary", [])
     if not item.get("id"):
-        item["id"] = new_id(ITEM_ID_PREFIXES[kind])
+        item["id"] = new_id(prefix)
     item.setdefault("status", "completed")
     return item
 
@@ -162,17 +163,28 @@ def items_to_messages(items: list[dict]) -> list[Message]:
         elif kind == "reasoning":
             assistant().parts.append(ReasoningPart(text=_summary_text(item.get("summary")),
                                                    encrypted_content=item.get("encrypted_content"), id=item.get("id")))
+        elif client_calls.call_part(item) is not None:
+            part = client_calls.call_part(item)
+            names[part.id] = part.name
+            assistant().parts.append(part)
+        elif kind in client_calls.OUTPUTS:
+            _add_result(messages, client_calls.result_part(item, names))
         elif kind == "function_call_output":
             output = item.get("output")
             if isinstance(output, list):
                 output = [p for p in (_content_part(c) for c in output) if isinstance(p, (TextPart, ImagePart))]
-            result = ToolResultPart(call_id=item["call_id"], content=output, name=names.get(item["call_id"]))
-            last = messages[-1] if messages else None
-            if last and last.role == "user" and last.parts and isinstance(last.parts[-1], ToolResultPart):
-                last.parts.append(result)
-            else:
-                messages.append(Message(role="user", parts=[result]))
+            _add_result(messages, ToolResultPart(call_id=item["call_id"], content=output,
+                                                 name=names.get(item["call_id"])))
     return messages
+
+
+def _add_result(messages: list[Message], result: ToolResultPart) -> None:
+    """A tool result joins the results right before it in one user message."""
+    last = messages[-1] if messages else None
+    if last and last.role == "user" and last.parts and isinstance(last.parts[-1], ToolResultPart):
+        last.parts.append(result)
+    else:
+        messages.append(Message(role="user", parts=[result]))
 
 
 def _content_part(part: dict):
@@ -249,7 +261,9 @@ def _parse_tools(tools: Any) -> list[ToolSpec]:
         if not isinstance(tool, dict):
             raise CodecError(f"'tools[{i}]' must be an object.", f"tools[{i}]")
         if tool.get("type") != "function":
-            continue  # built-in tools (web_search, file_search, …) have no canonical form
+            client_tool = client_calls.tool_spec(tool)  # custom tools, shells, apply_patch: the client runs them
+            specs += [client_tool] if client_tool else []
+            continue  # server-side tools (web_search, file_search, …) have no canonical form
         name = _require_str(tool, "name", f"tools[{i}]")
         spec = ToolSpec(name=name, description=_optional_str(tool, "description", f"tools[{i}]"))
         if tool.get("parameters") is not None:
@@ -373,6 +387,12 @@ def messages_to_items(messages: list[Message]) -> list[dict]:
                     content.append({"type": "input_text", "text": part.text})
             elif isinstance(part, (ImagePart, FilePart)) and role != "assistant":
                 content.append(_render_input_part(part))
+            elif isinstance(part, ToolCallPart) and part.kind in client_calls.CALLS:
+                flush()
+                items.append(client_calls.call_item(part, part.kind, new_id(client_calls.ID_PREFIXES[part.kind])))
+            elif isinstance(part, ToolResultPart) and part.kind in client_calls.CALLS:
+                flush()
+                items.append(client_calls.result_item(part, part.kind))
             elif isinstance(part, ToolCallPart):
                 flush()
                 items.append({"type": "function_call", "call_id": part.id, "name": part.name,
@@ -432,6 +452,8 @@ def parse_response(body: dict) -> Response:
         elif kind == "reasoning":
             resp.parts.append(ReasoningPart(text=_summary_text(item.get("summary")),
                                             encrypted_content=item.get("encrypted_content"), id=item.get("id")))
+        elif kind in client_calls.CALLS:
+            resp.parts.append(client_calls.call_part(item))
     resp.stop_reason = _stop_reason(body, any(isinstance(p, ToolCallPart) for p in resp.parts))
     resp.usage = reported_usage(body.get("usage"), body["output"])
     return resp
@@ -471,10 +493,17 @@ def _parse_usage(usage: Any) -> Usage:
     )
 
 
-def output_items(resp: Response) -> list[dict]:
-    """The canonical output parts as Responses output items with fresh ids."""
+def output_items(resp: Response, client_tools: Optional[dict] = None) -> list[dict]:
+    """The canonical output parts as Responses output items with fresh ids.
+
+    `client_tools`: tool name -> call item type for the request's client tools that are not functions.
+    """
     items: list[dict] = []
     for part in resp.parts:
+        kind = part.kind or (client_tools or {}).get(part.name) if isinstance(part, ToolCallPart) else None
+        if kind in client_calls.CALLS:
+            items.append(client_calls.call_item(part, kind, new_id(client_calls.ID_PREFIXES[kind])))
+            continue
         if isinstance(part, TextPart):
             if items and items[-1]["type"] == "message":
                 items[-1]["content"][0]["text"] += part.text
@@ -510,7 +539,8 @@ def _reasoning_item(item_id: str, text: str, encrypted_content: Optional[str] = 
 
 def render_response(resp: Response, ctx: RenderContext) -> dict:
     """The complete Responses object for a canonical Response."""
-    return _response_object(ctx, output_items(resp), resp.stop_reason, resp.usage)
+    client_tools = client_calls.tool_kinds((ctx.request_body or {}).get("tools"))
+    return _response_object(ctx, output_items(resp, client_tools), resp.stop_reason, resp.usage)
 
 
 def render_in_progress(ctx: RenderContext) -> dict:
@@ -614,7 +644,8 @@ class StreamParser:
         elif kind in ("response.completed", "response.incomplete"):
             resp = payload.get("response") or {}
             has_call = self._saw_tool_call or any(
-                isinstance(i, dict) and i.get("type") == "function_call" for i in resp.get("output") or [])
+                isinstance(i, dict) and (i.get("type") == "function_call" or i.get("type") in client_calls.CALLS)
+                for i in resp.get("output") or [])
             out.append(StreamEvent("usage", usage=reported_usage(resp.get("usage"), resp.get("output"))))
             out.append(StreamEvent("finish", stop_reason=_stop_reason(resp, has_call)))
         elif kind == "response.failed":
@@ -646,7 +677,11 @@ class StreamParser:
     def _finish_item(self, index: int, item: dict) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         kind = item.get("type") or self._kinds.get(index)
-        if kind == "function_call":
+        if kind in client_calls.CALLS and index not in self._emitted:  # whole at its end: its input is no JSON
+            call = client_calls.call_part(item)
+            out += self._start_call(index, {"call_id": call.id, "name": call.name})
+            out += self._piece("tool_args", index, call.arguments)
+        elif kind == "function_call":
             if index not in self._emitted:
                 out += self._start_call(index, item)
             if index not in self._streamed:
@@ -670,6 +705,7 @@ class _OpenItem:
         self.call_id, self.name = call_id, name
         self.text = ""
         self.summary_open = False
+        self.call_kind: Optional[str] = None  # a client call other than a function: sent whole at its end
 
 
 class StreamRenderer:
@@ -684,6 +720,7 @@ class StreamRenderer:
         self._open: Optional[_OpenItem] = None
         self._open_index: Optional[int] = None  # canonical index of the open item
         self._items: list[dict] = []  # completed output items, by output_index
+        self._client_tools = client_calls.tool_kinds((ctx.request_body or {}).get("tools"))
 
     def feed(self, ev: StreamEvent) -> list[tuple[str, dict]]:
         """The Responses events for one canonical event."""
@@ -720,8 +757,9 @@ class StreamRenderer:
             out += self._enter(ev.index, "function_call")
             if ev.text:
                 self._open.text += ev.text
-                out.append(self._event("response.function_call_arguments.delta", item_id=self._open.item_id,
-                                       output_index=self._open.output_index, delta=ev.text))
+                if self._open.call_kind is None:
+                    out.append(self._event("response.function_call_arguments.delta", item_id=self._open.item_id,
+                                           output_index=self._open.output_index, delta=ev.text))
         elif ev.type == "part_end" and ev.index == self._open_index:
             out += self._end()
         return out
@@ -772,9 +810,13 @@ class StreamRenderer:
         if self._open is not None and self._open_index == index and self._open.kind == kind:
             return []
         out = self._end()
-        prefix = ITEM_ID_PREFIXES[kind]
+        call_kind = self._client_tools.get(name or "") if kind == "function_call" else None
+        prefix = client_calls.ID_PREFIXES[call_kind] if call_kind else ITEM_ID_PREFIXES[kind]
         item = _OpenItem(kind, new_id(prefix), len(self._items), call_id or new_id("call_"), name or "")
         self._open, self._open_index = item, index
+        if call_kind:
+            item.call_kind = call_kind
+            return out  # announced whole when it ends: its input is not streamed as JSON
         if kind == "message":
             added = _message_item(item.item_id, "", status="in_progress")
         elif kind == "function_call":
@@ -797,6 +839,14 @@ class StreamRenderer:
             out.append(self._event("response.output_text.done", **ids, content_index=0, text=item.text, logprobs=[]))
             out.append(self._event("response.content_part.done", **ids, content_index=0, part=_text_content(item.text)))
             done = _message_item(item.item_id, item.text, status)
+        elif item.call_kind:
+            call = ToolCallPart(id=item.call_id, name=item.name, arguments=item.text, kind=item.call_kind)
+            done = client_calls.call_item(call, item.call_kind, item.item_id, status)
+            out.append(self._event("response.output_item.added", output_index=item.output_index,
+                                   item={**done, "status": "in_progress"} if "status" in done else done))
+            if item.call_kind == "custom_tool_call":
+                out.append(self._event("response.custom_tool_call_input.delta", **ids, delta=done["input"]))
+                out.append(self._event("response.custom_tool_call_input.done", **ids, input=done["input"]))
         elif item.kind == "function_call":
             out.append(self._event("response.function_call_arguments.done", **ids, name=item.name,
                                    arguments=item.text))

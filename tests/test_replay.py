@@ -137,10 +137,12 @@ def seen(client_format: str, obj) -> Seen:
     if client_format == "responses":
         calls = [_client_call(item) for item in obj.output
                  if item.type in ("function_call", "custom_tool_call") or item.type in CLIENT_TOOLS]
-        return Seen(obj.output_text, calls, obj.usage.input_tokens, obj.usage.output_tokens)
+        text = "".join(getattr(c, "text", None) or getattr(c, "refusal", "") for i in obj.output
+                       if i.type == "message" for c in i.content)  # a refusal is the answer's text too
+        return Seen(text, calls, obj.usage.input_tokens, obj.usage.output_tokens)
     message = obj.choices[0].message
     calls = [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls or []]
-    return Seen(message.content or "", calls, obj.usage.prompt_tokens, obj.usage.completion_tokens,
+    return Seen(message.content or message.refusal or "", calls, obj.usage.prompt_tokens, obj.usage.completion_tokens,
                 obj.choices[0].finish_reason)
 
 
@@ -247,3 +249,54 @@ def test_translation_keeps_text_tool_calls_and_usage(gateway, served, fmt, name,
     assert (got.input_tokens, got.output_tokens) == (want.input_tokens, want.output_tokens)
     row = last_row(gateway, served)
     assert (row["input_tokens"], row["output_tokens"]) == USAGE[(fmt, name)]
+
+
+# ---------------------------------------------------------------- what has an equivalent in the other format
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_anthropic_web_search_and_its_citations_become_a_web_search_call_and_annotations(gateway, served, stream):
+    oai, ant = clients(gateway.url, served)
+    response = ask("responses", oai, ant, model_of("anthropic", "web_search"), stream)
+    search = next(i for i in response.output if i.type == "web_search_call")
+    assert search.action.query == "Paris weather today"
+    assert [s.url for s in search.action.sources] == ["https://weather.example.com/paris"]
+    [(annotation, text)] = [(a, c.text) for i in response.output if i.type == "message" for c in i.content
+                            for a in c.annotations]
+    assert [i.type for i in response.output] == ["message", "web_search_call", "message"]
+    assert annotation.url == "https://weather.example.com/paris" and annotation.title == "Paris weather forecast"
+    assert text[annotation.start_index:annotation.end_index] == "Paris is sunny at 21 degrees."
+    assert not [i for i in response.output if i.type == "function_call"], "a server tool is no client call"
+    if not stream:
+        chat = ask("chat", oai, ant, model_of("anthropic", "web_search"), stream)
+        [cited] = chat.choices[0].message.annotations
+        content = chat.choices[0].message.content
+        assert content[cited.url_citation.start_index:cited.url_citation.end_index] == "Paris is sunny at 21 degrees."
+
+
+def test_a_responses_web_search_call_and_annotations_reach_chat_as_annotations(gateway, served):
+    oai, ant = clients(gateway.url, served)
+    chat = ask("chat", oai, ant, model_of("responses", "web_search"), False)
+    [cited] = chat.choices[0].message.annotations
+    assert cited.url_citation.url == "https://weather.example.com/paris"
+    assert (cited.url_citation.start_index, cited.url_citation.end_index) == (0, 29)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_refusal_stays_a_refusal(gateway, served, stream):
+    oai, ant = clients(gateway.url, served)
+    response = ask("responses", oai, ant, model_of("anthropic", "refusal"), stream)
+    assert response.status == "incomplete" and response.incomplete_details.reason == "content_filter"
+    chat = ask("chat", oai, ant, model_of("anthropic", "refusal"), stream)
+    assert chat.choices[0].finish_reason == "content_filter"
+    if not stream:
+        assert [c.type for i in response.output for c in i.content] == ["refusal"]
+        assert chat.choices[0].message.refusal == "I can't help with that." and chat.choices[0].message.content is None
+    message = ask("messages", oai, ant, model_of("chat", "text"), stream)
+    assert message.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_paused_turn_is_unfinished_not_stopped(gateway, served, stream):
+    oai, ant = clients(gateway.url, served)
+    response = ask("responses", oai, ant, model_of("anthropic", "pause_turn"), stream)
+    assert response.status == "incomplete"
+    assert ask("chat", oai, ant, model_of("anthropic", "pause_turn"), stream).choices[0].finish_reason == "length"

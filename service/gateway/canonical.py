@@ -15,6 +15,10 @@ from typing import Any, Optional, Union
 class TextPart:
     text: str
     type: str = "text"
+    # sources of the text: {"type": "url_citation", "url", "title", "start_index", "end_index", "cited_text"?}
+    # with indexes into this part's text (end_index None: to the part's end)
+    annotations: list = field(default_factory=list)
+    refusal: bool = False  # the model declined: a refusal in the formats that have one
 
 
 @dataclass
@@ -91,9 +95,21 @@ class ReasoningPart:
     type: str = "reasoning"
 
 
-Part = Union[TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart]
+@dataclass
+class ServerToolPart:
+    """A tool the provider ran itself (a web search): shown where the client's format has one, never executed."""
 
-PART_TYPES = {cls.type: cls for cls in (TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart)}
+    id: str
+    name: str
+    input: dict = field(default_factory=dict)
+    sources: list = field(default_factory=list)  # [{"url", "title"}] it found
+    type: str = "server_tool"
+
+
+Part = Union[TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart, ServerToolPart]
+
+PART_TYPES = {cls.type: cls for cls in (TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart,
+                                        ServerToolPart)}
 
 
 def part_from_dict(data: dict) -> Part:
@@ -237,6 +253,8 @@ class StreamEvent:
       "tool_call"   index, call_id, name   (a tool call starts at part `index`)
       "tool_args"   index, text            (a piece of the JSON argument string)
       "part_end"    index                  (part `index` is complete; optional)
+      "annotation"  index, part            (a source of text part `index`: an annotation dict of TextPart)
+      "server_tool" index, part            (a whole ServerToolPart)
       "usage"       usage                  (figures known so far; merge with Usage.merge)
       "finish"      stop_reason, stop_sequence
       "error"       text (message), error_type
@@ -253,6 +271,7 @@ class StreamEvent:
     stop_reason: Optional[str] = None
     stop_sequence: Optional[str] = None
     error_type: Optional[str] = None
+    part: Any = None
 
 
 class ResponseBuilder:
@@ -282,6 +301,12 @@ class ResponseBuilder:
             part = self._part(event.index, lambda: ToolCallPart(id="", name=""))
             if isinstance(part, ToolCallPart):
                 part.arguments += event.text
+        elif kind == "annotation":
+            part = self._part(event.index, lambda: TextPart(text=""))
+            if isinstance(part, TextPart):
+                part.annotations.append(event.part)
+        elif kind == "server_tool":
+            self._part(event.index, lambda: event.part)
         elif kind == "usage" and event.usage:
             self.response.usage.merge(event.usage)
         elif kind == "finish":
@@ -306,6 +331,9 @@ def response_events(response: Response) -> list:
     for index, part in enumerate(response.parts):
         if isinstance(part, TextPart):
             events.append(StreamEvent("text", index=index, text=part.text))
+            events += [StreamEvent("annotation", index=index, part=a) for a in part.annotations]
+        elif isinstance(part, ServerToolPart):
+            events.append(StreamEvent("server_tool", index=index, part=part))
         elif isinstance(part, ReasoningPart):
             events.append(StreamEvent("reasoning", index=index, text=part.text, signature=part.signature))
         elif isinstance(part, ToolCallPart):

@@ -18,6 +18,7 @@ from ..canonical import (
     RenderContext,
     Request,
     Response,
+    ServerToolPart,
     StreamEvent,
     TextPart,
     ToolCallPart,
@@ -25,7 +26,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError
+from . import CodecError, sources
 
 DEFAULT_MAX_TOKENS = 4096
 # Anthropic wants the first turn to be the user's; this stands in when the history starts elsewhere.
@@ -116,7 +117,11 @@ def _parse_block(block: Any, where: str) -> Optional[Part]:
     if kind == "text":
         if not isinstance(block.get("text"), str):
             raise CodecError(f"`{where}.text` must be a string.", f"{where}.text")
-        return TextPart(text=block["text"])
+        cited = [sources.from_anthropic_citation(c) for c in block.get("citations") or []]
+        return TextPart(text=block["text"], annotations=[c for c in cited if c])
+    if kind == "server_tool_use":
+        return ServerToolPart(id=str(block.get("id") or ""), name=str(block.get("name") or ""),
+                              input=block.get("input") if isinstance(block.get("input"), dict) else {})
     if kind == "image":
         return _parse_image(block.get("source"))
     if kind == "document":
@@ -394,10 +399,18 @@ def parse_response(body: dict) -> Response:
     if not is_message or not isinstance(body.get("content"), list):
         raise CodecError("The upstream answer is not an Anthropic message.")
     parts = [_parse_block(block, f"content.{i}") for i, block in enumerate(body["content"])]
+    servers = {p.id: p for p in parts if isinstance(p, ServerToolPart)}
+    for block in body["content"]:  # a server tool's results name its call
+        if isinstance(block, dict) and block.get("tool_use_id") in servers:
+            servers[block["tool_use_id"]].sources += sources.anthropic_search_results(block)
+    if body.get("stop_reason") == "refusal":
+        for part in parts:
+            if isinstance(part, TextPart):
+                part.refusal = True
     return Response(
         id=str(body.get("id") or ""),
         model=str(body.get("model") or ""),
-        parts=[p for p in parts if isinstance(p, (TextPart, ToolCallPart, ReasoningPart))],
+        parts=[p for p in parts if isinstance(p, (TextPart, ToolCallPart, ReasoningPart, ServerToolPart))],
         stop_reason=_stop_reason(body.get("stop_reason")),
         stop_sequence=body.get("stop_sequence"),
         usage=reported_usage(body.get("usage")),
@@ -499,6 +512,7 @@ class StreamParser:
         self._usage: dict = {}  # raw Anthropic figures so far; message_delta only repeats some of them
         self._parts: set = set()  # block indexes that produced a canonical part
         self._started: set = set()  # block indexes whose start was understood: only their deltas are read
+        self._server: dict = {}  # block index -> [server tool part, its input JSON so far]
         self._finished = False
 
     def feed(self, event: Optional[str], data: str) -> list:
@@ -565,6 +579,17 @@ class StreamParser:
         kind = block.get("type")
         if kind in ("text", "tool_use", "thinking"):
             self._started.add(index)
+        if kind == "server_tool_use":
+            self._server[index] = [ServerToolPart(id=str(block.get("id") or ""), name=str(block.get("name") or "")),
+                                   json.dumps(block["input"]) if block.get("input") else ""]
+            return []
+        called = next((i for i, (part, _) in self._server.items() if part.id == block.get("tool_use_id")), None)
+        if called is not None:  # a server tool's results: the call is whole now
+            part, arguments = self._server.pop(called)
+            part.input = ToolCallPart(id="", name="", arguments=arguments).arguments_object()
+            part.sources = sources.anthropic_search_results(block)
+            self._parts.add(called)
+            return [StreamEvent("server_tool", index=called, part=part), StreamEvent("part_end", index=called)]
         if kind == "text" and block.get("text"):
             events = [StreamEvent("text", index=index, text=block["text"])]
         elif kind == "tool_use":
@@ -581,8 +606,14 @@ class StreamParser:
 
     def _block_delta(self, index: int, delta: dict) -> list:
         kind = delta.get("type")
+        if index in self._server and kind == "input_json_delta":
+            self._server[index][1] += delta.get("partial_json") or ""
+            return []
         if index not in self._started:
             return []  # the pieces of a block this parser did not take up (a server tool's query is no client call)
+        if kind == "citations_delta":
+            citation = sources.from_anthropic_citation(delta.get("citation"))
+            return [StreamEvent("annotation", index=index, part=citation)] if citation else []
         if kind == "text_delta" and delta.get("text"):
             event = StreamEvent("text", index=index, text=delta["text"])
         elif kind == "input_json_delta" and delta.get("partial_json"):

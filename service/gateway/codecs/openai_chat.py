@@ -26,14 +26,15 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError
+from . import CodecError, sources
 
 FINISH_TO_STOP = {
     "stop": STOP_END_TURN, "length": STOP_MAX_TOKENS, "tool_calls": STOP_TOOL_USE,
     "function_call": STOP_TOOL_USE, "content_filter": STOP_REFUSAL,
 }
 STOP_TO_FINISH = {
-    STOP_END_TURN: "stop", STOP_SEQUENCE: "stop", STOP_PAUSE: "stop",
+    # a paused turn (a server tool loop to be resumed) is unfinished: "length" is the finish that says so
+    STOP_END_TURN: "stop", STOP_SEQUENCE: "stop", STOP_PAUSE: "length",
     STOP_MAX_TOKENS: "length", STOP_TOOL_USE: "tool_calls", STOP_REFUSAL: "content_filter",
 }
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -382,7 +383,9 @@ def parse_response(body: dict) -> Response:
         response.parts.append(ReasoningPart(text=reasoning))
     text = message.get("content") or message.get("refusal")
     if isinstance(text, str) and text:
-        response.parts.append(TextPart(text=text))
+        cited = [sources.from_url_citation(a) for a in message.get("annotations") or []]
+        response.parts.append(TextPart(text=text, annotations=[a for a in cited if a],
+                                       refusal=not message.get("content")))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         call_id, name, arguments = call.get("id") or "", function.get("name") or "", function.get("arguments") or ""
@@ -456,6 +459,12 @@ def _render_usage(usage: Usage) -> dict:
 def render_response(resp: Response, ctx: RenderContext) -> dict:
     """The canonical Response as a chat.completion."""
     message = {**_render_assistant(resp.parts), "refusal": None}
+    texts = [p for p in resp.parts if isinstance(p, TextPart)]
+    if texts and all(p.refusal for p in texts):  # the model declined: Chat says so in `refusal`
+        message.update(content=None, refusal=message["content"])
+    annotations = sources.chat_annotations(texts)
+    if annotations:
+        message["annotations"] = annotations
     reasoning = "".join(p.text for p in resp.parts if isinstance(p, ReasoningPart))
     if reasoning:
         message["reasoning_content"] = reasoning

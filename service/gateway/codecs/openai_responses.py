@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..canonical import (
     STOP_END_TURN,
     STOP_MAX_TOKENS,
+    STOP_PAUSE,
     STOP_REFUSAL,
     STOP_TOOL_USE,
     FilePart,
@@ -24,6 +25,7 @@ from ..canonical import (
     Request,
     Response,
     ResponseBuilder,
+    ServerToolPart,
     StreamEvent,
     TextPart,
     ToolCallPart,
@@ -31,7 +33,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError, client_calls
+from . import CodecError, client_calls, sources
 
 ITEM_ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
@@ -443,9 +445,9 @@ def parse_response(body: dict) -> Response:
     for item in body["output"]:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
-            text = "".join(p.get("text") or p.get("refusal") or "" for p in item.get("content") or []
-                           if isinstance(p, dict) and p.get("type") in ("output_text", "refusal"))
-            resp.parts.append(TextPart(text=text))
+            resp.parts.append(_message_text(item))
+        elif kind == "web_search_call":
+            resp.parts.append(sources.web_search_part(item))
         elif kind == "function_call":
             resp.parts.append(ToolCallPart(id=item.get("call_id") or "", name=item.get("name") or "",
                                            arguments=item.get("arguments") or ""))
@@ -455,8 +457,23 @@ def parse_response(body: dict) -> Response:
         elif kind in client_calls.CALLS:
             resp.parts.append(client_calls.call_part(item))
     resp.stop_reason = _stop_reason(body, any(isinstance(p, ToolCallPart) for p in resp.parts))
+    if resp.stop_reason == STOP_END_TURN and any(isinstance(p, TextPart) and p.refusal for p in resp.parts):
+        resp.stop_reason = STOP_REFUSAL
     resp.usage = reported_usage(body.get("usage"), body["output"])
     return resp
+
+
+def _message_text(item: dict) -> TextPart:
+    """A message item's text parts as one text part, with their annotations; a refusal is marked."""
+    part = TextPart(text="")
+    for content in item.get("content") or []:
+        if not isinstance(content, dict) or content.get("type") not in ("output_text", "refusal"):
+            continue
+        cited = [sources.from_url_citation(a, -len(part.text)) for a in content.get("annotations") or []]
+        part.annotations += [a for a in cited if a]
+        part.refusal = part.refusal or content.get("type") == "refusal"
+        part.text += content.get("text") or content.get("refusal") or ""
+    return part
 
 
 def _stop_reason(body: dict, has_tool_call: bool) -> str:
@@ -505,10 +522,17 @@ def output_items(resp: Response, client_tools: Optional[dict] = None) -> list[di
             items.append(client_calls.call_item(part, kind, new_id(client_calls.ID_PREFIXES[kind])))
             continue
         if isinstance(part, TextPart):
-            if items and items[-1]["type"] == "message":
-                items[-1]["content"][0]["text"] += part.text
+            if items and items[-1]["type"] == "message" and items[-1]["content"][0]["type"] == "output_text" \
+                    and not part.refusal:
+                content = items[-1]["content"][0]
+                content["annotations"] += sources.url_citations(part, len(content["text"]))
+                content["text"] += part.text
             else:
-                items.append(_message_item(new_id("msg_"), part.text))
+                items.append(_message_item(new_id("msg_"), part.text, annotations=sources.url_citations(part),
+                                           refusal=part.refusal))
+        elif isinstance(part, ServerToolPart):
+            item = sources.web_search_item(part, new_id("ws_"))
+            items += [item] if item else []
         elif isinstance(part, ToolCallPart):
             items.append(_function_call_item(new_id("fc_"), part.id, part.name, part.arguments))
         elif isinstance(part, ReasoningPart):
@@ -516,13 +540,15 @@ def output_items(resp: Response, client_tools: Optional[dict] = None) -> list[di
     return items
 
 
-def _message_item(item_id: str, text: str, status: str = "completed") -> dict:
-    content = [_text_content(text)] if status != "in_progress" else []
+def _message_item(item_id: str, text: str, status: str = "completed", annotations: Optional[list] = None,
+                  refusal: bool = False) -> dict:
+    part = {"type": "refusal", "refusal": text} if refusal else _text_content(text, annotations)
+    content = [part] if status != "in_progress" else []
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
-def _text_content(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _text_content(text: str, annotations: Optional[list] = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": list(annotations or []), "logprobs": []}
 
 
 def _function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict:
@@ -556,9 +582,10 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
         status = "failed"
     elif stop_reason is None:
         status = "in_progress"
-    elif stop_reason in (STOP_MAX_TOKENS, STOP_REFUSAL):
+    elif stop_reason in (STOP_MAX_TOKENS, STOP_REFUSAL, STOP_PAUSE):
+        # a paused turn (a server tool loop to be resumed) is unfinished; the schema's only such reason is the length
         status = "incomplete"
-        incomplete = {"reason": "max_output_tokens" if stop_reason == STOP_MAX_TOKENS else "content_filter"}
+        incomplete = {"reason": "content_filter" if stop_reason == STOP_REFUSAL else "max_output_tokens"}
     conversation = ctx.extra.get("conversation", body.get("conversation"))
     if isinstance(conversation, str):
         conversation = {"id": conversation}
@@ -633,6 +660,11 @@ class StreamParser:
                     out += self._piece("tool_args", index, item["arguments"])
         elif kind in ("response.output_text.delta", "response.refusal.delta"):
             out += self._piece("text", index, payload.get("delta") or "")
+        elif kind == "response.output_text.annotation.added":
+            annotation = sources.from_url_citation(payload.get("annotation"))
+            if annotation:
+                self._emitted.add(index)
+                out.append(StreamEvent("annotation", index=index, part=annotation))
         elif kind == "response.function_call_arguments.delta" and self._kinds.get(index) == "function_call":
             out += self._piece("tool_args", index, payload.get("delta") or "")
         elif kind == "response.reasoning_summary_part.added" and payload.get("summary_index", 0) > 0:
@@ -677,7 +709,10 @@ class StreamParser:
     def _finish_item(self, index: int, item: dict) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         kind = item.get("type") or self._kinds.get(index)
-        if kind in client_calls.CALLS and index not in self._emitted:  # whole at its end: its input is no JSON
+        if kind == "web_search_call":
+            self._emitted.add(index)
+            out.append(StreamEvent("server_tool", index=index, part=sources.web_search_part(item)))
+        elif kind in client_calls.CALLS and index not in self._emitted:  # whole at its end: its input is no JSON
             call = client_calls.call_part(item)
             out += self._start_call(index, {"call_id": call.id, "name": call.name})
             out += self._piece("tool_args", index, call.arguments)
@@ -706,6 +741,7 @@ class _OpenItem:
         self.text = ""
         self.summary_open = False
         self.call_kind: Optional[str] = None  # a client call other than a function: sent whole at its end
+        self.annotations: list = []
 
 
 class StreamRenderer:
@@ -760,9 +796,28 @@ class StreamRenderer:
                 if self._open.call_kind is None:
                     out.append(self._event("response.function_call_arguments.delta", item_id=self._open.item_id,
                                            output_index=self._open.output_index, delta=ev.text))
+        elif ev.type == "annotation" and ev.part:
+            out += self._enter(ev.index, "message")
+            self._open.annotations.append(ev.part)
+        elif ev.type == "server_tool" and isinstance(ev.part, ServerToolPart):
+            out += self._end() + self._server_tool(ev.part)
         elif ev.type == "part_end" and ev.index == self._open_index:
             out += self._end()
         return out
+
+    def _server_tool(self, part: ServerToolPart) -> list[tuple[str, dict]]:
+        """A web search the provider ran, announced whole (other server tools have no Responses item here)."""
+        item = sources.web_search_item(part, new_id("ws_"))
+        if item is None:
+            return []
+        index = len(self._items)
+        self._items.append(item)
+        ids = {"item_id": item["id"], "output_index": index}
+        return [self._event("response.output_item.added", output_index=index, item={**item, "status": "in_progress"}),
+                self._event("response.web_search_call.in_progress", **ids),
+                self._event("response.web_search_call.searching", **ids),
+                self._event("response.web_search_call.completed", **ids),
+                self._event("response.output_item.done", output_index=index, item=item)]
 
     def close(self) -> list[tuple[str, dict]]:
         """End open items and emit response.completed (or response.incomplete)."""
@@ -836,9 +891,14 @@ class StreamRenderer:
         ids = {"item_id": item.item_id, "output_index": item.output_index}
         out = []
         if item.kind == "message":
+            cited = sources.url_citations(TextPart(text=item.text, annotations=item.annotations))
+            for number, annotation in enumerate(cited):
+                out.append(self._event("response.output_text.annotation.added", **ids, content_index=0,
+                                       annotation_index=number, annotation=annotation))
             out.append(self._event("response.output_text.done", **ids, content_index=0, text=item.text, logprobs=[]))
-            out.append(self._event("response.content_part.done", **ids, content_index=0, part=_text_content(item.text)))
-            done = _message_item(item.item_id, item.text, status)
+            out.append(self._event("response.content_part.done", **ids, content_index=0,
+                                   part=_text_content(item.text, cited)))
+            done = _message_item(item.item_id, item.text, status, annotations=cited)
         elif item.call_kind:
             call = ToolCallPart(id=item.call_id, name=item.name, arguments=item.text, kind=item.call_kind)
             done = client_calls.call_item(call, item.call_kind, item.item_id, status)

@@ -300,3 +300,99 @@ def test_a_paused_turn_is_unfinished_not_stopped(gateway, served, stream):
     response = ask("responses", oai, ant, model_of("anthropic", "pause_turn"), stream)
     assert response.status == "incomplete"
     assert ask("chat", oai, ant, model_of("anthropic", "pause_turn"), stream).choices[0].finish_reason == "length"
+
+
+# ---------------------------------------------------------------- reasoning stays resendable
+SIGNATURE = json.loads(recording("anthropic", "thinking_tools", False))["content"][0]
+
+
+def _sent_thinking(replay) -> list:
+    body = replay.last("anthropic", "thinking_tools").body
+    return [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]
+            if b["type"] == "thinking"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_thinking_signature_shown_as_responses_reasoning_goes_back_intact(gateway, replay, served, stream):
+    oai, ant = clients(gateway.url, served)
+    model = model_of("anthropic", "thinking_tools")
+    first = ask("responses", oai, ant, model, stream)
+    reasoning = next(i for i in first.output if i.type == "reasoning")
+    assert reasoning.encrypted_content, "the signature rides in encrypted_content"
+    items = [{"role": "user", "content": "Weather in Paris?"}]
+    items += [i.model_dump(exclude_none=True) for i in first.output]
+    items += [{"type": "function_call_output", "call_id": i.call_id, "output": "sunny"} for i in first.output
+              if i.type == "function_call"]
+    oai.responses.create(model=model, input=items, store=False)
+    assert _sent_thinking(replay) == [SIGNATURE]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_thinking_signature_shown_to_chat_goes_back_intact(gateway, replay, served, stream):
+    oai, ant = clients(gateway.url, served)
+    model = model_of("anthropic", "thinking_tools")
+    if stream:
+        chunks = list(oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}],
+                                                  stream=True, stream_options={"include_usage": True}))
+        details = [d for c in chunks for ch in c.choices for d in (ch.delta.model_extra or {}).get(
+            "reasoning_details") or []]
+        reasoning = "".join((ch.delta.model_extra or {}).get("reasoning_content") or "" for c in chunks
+                            for ch in c.choices)
+        calls = chat_from_chunks(iter(chunks)).choices[0].message.tool_calls
+    else:
+        message = ask("chat", oai, ant, model, False).choices[0].message
+        details, reasoning = message.model_extra["reasoning_details"], message.model_extra["reasoning_content"]
+        calls = message.tool_calls
+    assert [d["signature"] for d in details if d.get("signature")] == [SIGNATURE["signature"]]
+    assistant = {"role": "assistant", "content": None, "reasoning_content": reasoning,
+                 "reasoning_details": [{k: v for k, v in d.items() if k != "index"} for d in details],
+                 "tool_calls": [c.model_dump(exclude_none=True) for c in calls]}
+    messages = [{"role": "user", "content": "hi"}, assistant]
+    messages += [{"role": "tool", "tool_call_id": c.id, "content": "sunny"} for c in calls]
+    oai.chat.completions.create(model=model, messages=messages)
+    assert _sent_thinking(replay) == [SIGNATURE]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_responses_encrypted_content_shown_to_anthropic_goes_back_intact(gateway, replay, served, stream):
+    oai, ant = clients(gateway.url, served)
+    model = model_of("responses", "reasoning_tool")
+    first = ask("messages", oai, ant, model, stream)
+    [thinking] = [b for b in first.content if b.type == "thinking"]
+    assert thinking.signature, "never a thinking block with an empty signature"
+    results = [{"type": "tool_result", "tool_use_id": b.id, "content": "sunny"} for b in first.content
+               if b.type == "tool_use"]
+    ant.messages.create(model=model, max_tokens=100, messages=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": results}])
+    recorded_item = json.loads(recording("responses", "reasoning_tool", False))["output"][0]
+    sent = [i for i in replay.last("responses", "reasoning_tool").body["input"] if i.get("type") == "reasoning"]
+    assert [i["encrypted_content"] for i in sent] == [recorded_item["encrypted_content"]]
+
+
+def test_plain_reasoning_of_a_chat_server_is_signed_by_the_gateway_not_left_unsigned(gateway, served):
+    oai, ant = clients(gateway.url, served)
+    for stream in (False, True):
+        message = ask("messages", oai, ant, model_of("chat", "reasoning_outside"), stream)
+        [thinking] = [b for b in message.content if b.type == "thinking"]
+        assert thinking.thinking and thinking.signature
+
+
+def test_a_thread_with_anthropic_reasoning_goes_to_an_anthropic_account(gateway, replay, served):
+    gateway.create_model("rp-mixed", max_output_tokens=1024)
+    gateway.create_account(provider="openai", api="chat", base_url=replay.base_url("chat", "text"),
+                           api_key="sk-replay-upstream", models=["rp-mixed"], weight=100)
+    gateway.create_account(provider="anthropic", base_url=replay.base_url("anthropic", "thinking_tools"),
+                           api_key="sk-replay-upstream", models=["rp-mixed"], weight=1)
+    oai, ant = clients(gateway.url, served)
+    first = oai.responses.create(model="rp-mixed", input="hi", store=False)
+    if not any(i.type == "reasoning" for i in first.output):  # the chat account answered: ask the other one
+        first = oai.responses.create(model=model_of("anthropic", "thinking_tools"), input="hi", store=False)
+    items = [{"role": "user", "content": "hi"}] + [i.model_dump(exclude_none=True) for i in first.output]
+    items += [{"type": "function_call_output", "call_id": i.call_id, "output": "sunny"} for i in first.output
+              if i.type == "function_call"]
+    for _ in range(5):
+        before = len(replay.received)
+        oai.responses.create(model="rp-mixed", input=items, store=False)
+        assert replay.received[before].fmt == "anthropic", "the reasoning goes back to the provider that wrote it"

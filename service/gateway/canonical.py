@@ -295,6 +295,9 @@ class ResponseBuilder:
                 part.text += event.text
                 if event.signature:
                     part.signature = (part.signature or "") + event.signature
+                if isinstance(event.part, ReasoningPart):  # the opaque payload, whole
+                    for name in ("redacted_data", "encrypted_content", "id"):
+                        setattr(part, name, getattr(event.part, name) or getattr(part, name))
         elif kind == "tool_call":
             self._part(event.index, lambda: ToolCallPart(id=event.call_id or "", name=event.name or ""))
         elif kind == "tool_args":
@@ -335,7 +338,8 @@ def response_events(response: Response) -> list:
         elif isinstance(part, ServerToolPart):
             events.append(StreamEvent("server_tool", index=index, part=part))
         elif isinstance(part, ReasoningPart):
-            events.append(StreamEvent("reasoning", index=index, text=part.text, signature=part.signature))
+            opaque = part if part.redacted_data or part.encrypted_content else None
+            events.append(StreamEvent("reasoning", index=index, text=part.text, signature=part.signature, part=opaque))
         elif isinstance(part, ToolCallPart):
             events.append(StreamEvent("tool_call", index=index, call_id=part.id, name=part.name))
             if part.arguments:

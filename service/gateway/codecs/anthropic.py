@@ -26,7 +26,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError, sources
+from . import CodecError, opaque_reasoning, sources
 
 DEFAULT_MAX_TOKENS = 4096
 # Anthropic wants the first turn to be the user's; this stands in when the history starts elsewhere.
@@ -137,8 +137,9 @@ def _parse_block(block: Any, where: str) -> Optional[Part]:
         return ToolResultPart(call_id=str(block.get("tool_use_id") or ""),
                               content=content if isinstance(content, (str, list)) else "",
                               is_error=bool(block.get("is_error")))
-    if kind == "thinking":
-        return ReasoningPart(text=block.get("thinking") or "", signature=block.get("signature"))
+    if kind == "thinking":  # a signature of ours carries another provider's reasoning
+        return opaque_reasoning.unwrap(block.get("signature"), block.get("thinking") or "") or \
+            ReasoningPart(text=block.get("thinking") or "", signature=block.get("signature"))
     if kind == "redacted_thinking":
         return ReasoningPart(redacted_data=block.get("data"))
     return None
@@ -499,8 +500,10 @@ def _render_output_part(part: Part, fallback_id: str) -> Optional[dict]:
     if isinstance(part, ReasoningPart):
         if part.redacted_data:
             return {"type": "redacted_thinking", "data": part.redacted_data}
-        if part.text or part.signature:  # reasoning from other upstreams has no signature: shown, not resendable
-            return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+        if part.signature:
+            return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+        if part.text or part.encrypted_content:  # another provider's: resendable through our own signature
+            return {"type": "thinking", "thinking": part.text, "signature": opaque_reasoning.wrap(part)}
     return None
 
 
@@ -599,6 +602,8 @@ class StreamParser:
         elif kind == "thinking":
             events = [StreamEvent("reasoning", index=index, text=block.get("thinking") or "",
                                   signature=block.get("signature") or None)]
+        elif kind == "redacted_thinking" and block.get("data"):
+            events = [StreamEvent("reasoning", index=index, part=ReasoningPart(redacted_data=block["data"]))]
         else:  # empty text (deltas follow), redacted thinking, server tool blocks and blocks newer than this parser
             return []
         self._parts.add(index)
@@ -641,6 +646,8 @@ class StreamRenderer:
         self._blocks: dict = {}  # canonical part index -> (content block index, block type)
         self._count = 0  # content blocks started
         self._open: Optional[int] = None  # the content block index still open
+        self._signed: set = set()  # thinking blocks whose signature was sent
+        self._thinking: set = set()  # thinking blocks
 
     def feed(self, ev: StreamEvent) -> list:
         """The SSE events for one canonical event (message_start comes with the first)."""
@@ -660,10 +667,15 @@ class StreamRenderer:
         elif ev.type == "text":
             out += self._ensure_block(ev.index, "text")
             out += self._delta(ev.index, {"type": "text_delta", "text": ev.text}) if ev.text else []
+        elif ev.type == "reasoning" and isinstance(ev.part, ReasoningPart) and ev.part.redacted_data:
+            out += self._ensure_block(ev.index, "redacted_thinking", data=ev.part.redacted_data)
         elif ev.type == "reasoning":
             out += self._ensure_block(ev.index, "thinking")
             out += self._delta(ev.index, {"type": "thinking_delta", "thinking": ev.text}) if ev.text else []
-            out += self._delta(ev.index, {"type": "signature_delta", "signature": ev.signature}) if ev.signature else []
+            signature = ev.signature or (opaque_reasoning.wrap(ev.part) if isinstance(ev.part, ReasoningPart) else None)
+            if signature:
+                self._signed.add(self._blocks[ev.index][0])
+                out += self._delta(ev.index, {"type": "signature_delta", "signature": signature})
         elif ev.type in ("tool_call", "tool_args"):
             out += self._ensure_block(ev.index, "tool_use", ev.call_id, ev.name)
             if ev.type == "tool_args" and ev.text:
@@ -698,7 +710,8 @@ class StreamRenderer:
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return [("message_start", {"type": "message_start", "message": message})]
 
-    def _ensure_block(self, index: int, kind: str, call_id: Optional[str] = None, name: Optional[str] = None) -> list:
+    def _ensure_block(self, index: int, kind: str, call_id: Optional[str] = None, name: Optional[str] = None,
+                      data: Optional[str] = None) -> list:
         known = self._blocks.get(index)
         if known and known[1] == kind:
             return []  # late pieces of a closed block still name it; the SDK indexes blocks, not order
@@ -708,6 +721,9 @@ class StreamRenderer:
             block: dict = {"type": "text", "text": ""}
         elif kind == "thinking":
             block = {"type": "thinking", "thinking": "", "signature": ""}
+            self._thinking.add(block_index)
+        elif kind == "redacted_thinking":
+            block = {"type": "redacted_thinking", "data": data or ""}
         else:
             block = {"type": "tool_use", "id": _client_tool_id(call_id or f"{self.ctx.response_id}_{index}"),
                      "name": name or "", "input": {}}
@@ -725,4 +741,9 @@ class StreamRenderer:
         if self._open is None:
             return []
         index, self._open = self._open, None
-        return [("content_block_stop", {"type": "content_block_stop", "index": index})]
+        out = []
+        if index in self._thinking and index not in self._signed:  # another provider's reasoning: our signature
+            signature = opaque_reasoning.wrap(ReasoningPart())
+            out.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                "delta": {"type": "signature_delta", "signature": signature}}))
+        return out + [("content_block_stop", {"type": "content_block_stop", "index": index})]

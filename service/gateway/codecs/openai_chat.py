@@ -26,7 +26,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError, sources
+from . import CodecError, opaque_reasoning, sources
 
 FINISH_TO_STOP = {
     "stop": STOP_END_TURN, "length": STOP_MAX_TOKENS, "tool_calls": STOP_TOOL_USE,
@@ -178,10 +178,12 @@ def _file_part(file: Any, param: str) -> FilePart:
 
 def _assistant_message(msg: dict, param: str) -> Message:
     """An assistant message: reasoning first, then its text, then its tool calls."""
-    parts: list = []
+    parts: list = opaque_reasoning.from_chat_details(msg.get("reasoning_details"))  # resendable reasoning first
     reasoning = _reasoning_text(msg)
-    if reasoning:
+    if reasoning and not parts:
         parts.append(ReasoningPart(text=reasoning))
+    elif len(parts) == 1 and parts[0].signature and not parts[0].text:  # streamed: the text came apart
+        parts[0].text = reasoning
     if msg.get("content") is not None:
         text = _text_content(msg["content"], f"{param}.content")
         if text:
@@ -468,6 +470,9 @@ def render_response(resp: Response, ctx: RenderContext) -> dict:
     reasoning = "".join(p.text for p in resp.parts if isinstance(p, ReasoningPart))
     if reasoning:
         message["reasoning_content"] = reasoning
+    details = [d for p in resp.parts if isinstance(p, ReasoningPart) for d in opaque_reasoning.chat_details(p)]
+    if details:  # what sends the reasoning back to its provider intact (signatures, encrypted content)
+        message["reasoning_details"] = details
     finish_reason = STOP_TO_FINISH.get(resp.stop_reason, "stop")
     return {
         "id": ctx.response_id,
@@ -589,6 +594,11 @@ class StreamRenderer:
             return self.fail(ev.text, ev.error_type or "api_error")
         elif ev.type == "text" and ev.text:
             return self._start() + [self._chunk({"content": ev.text})]
+        elif ev.type == "reasoning" and (ev.signature or ev.part):
+            part = ev.part if isinstance(ev.part, ReasoningPart) else ReasoningPart(signature=ev.signature)
+            text = [self._chunk({"reasoning_content": ev.text})] if ev.text else []
+            details = [{**d, "index": ev.index} for d in opaque_reasoning.chat_details(part)]
+            return self._start() + text + ([self._chunk({"reasoning_details": details})] if details else [])
         elif ev.type == "reasoning" and ev.text:
             return self._start() + [self._chunk({"reasoning_content": ev.text})]
         elif ev.type == "tool_call":

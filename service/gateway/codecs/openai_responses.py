@@ -33,7 +33,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError, client_calls, sources
+from . import CodecError, client_calls, opaque_reasoning, sources
 
 ITEM_ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
@@ -162,9 +162,10 @@ def items_to_messages(items: list[dict]) -> list[Message]:
         elif kind == "function_call":
             call_id, names[item["call_id"]] = item["call_id"], item["name"]
             assistant().parts.append(ToolCallPart(id=call_id, name=item["name"], arguments=item.get("arguments") or ""))
-        elif kind == "reasoning":
-            assistant().parts.append(ReasoningPart(text=_summary_text(item.get("summary")),
-                                                   encrypted_content=item.get("encrypted_content"), id=item.get("id")))
+        elif kind == "reasoning":  # encrypted content of ours carries another provider's reasoning
+            text = _summary_text(item.get("summary"))
+            assistant().parts.append(opaque_reasoning.unwrap(item.get("encrypted_content"), text) or ReasoningPart(
+                text=text, encrypted_content=item.get("encrypted_content"), id=item.get("id")))
         elif client_calls.call_part(item) is not None:
             part = client_calls.call_part(item)
             names[part.id] = part.name
@@ -536,7 +537,7 @@ def output_items(resp: Response, client_tools: Optional[dict] = None) -> list[di
         elif isinstance(part, ToolCallPart):
             items.append(_function_call_item(new_id("fc_"), part.id, part.name, part.arguments))
         elif isinstance(part, ReasoningPart):
-            items.append(_reasoning_item(part.id or new_id("rs_"), part.text, part.encrypted_content))
+            items.append(_reasoning_item(part.id or new_id("rs_"), part.text, _encrypted_content(part)))
     return items
 
 
@@ -554,6 +555,13 @@ def _text_content(text: str, annotations: Optional[list] = None) -> dict:
 def _function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict:
     return {"id": item_id, "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments,
             "status": status}
+
+
+def _encrypted_content(part: ReasoningPart) -> Optional[str]:
+    """What a Responses client sends back to resend this reasoning: OpenAI's own, or ours around a signature."""
+    if opaque_reasoning.provider(part) == "anthropic":
+        return opaque_reasoning.wrap(part)
+    return part.encrypted_content
 
 
 def _reasoning_item(item_id: str, text: str, encrypted_content: Optional[str] = None) -> dict:
@@ -727,6 +735,10 @@ class StreamParser:
             out += self._piece("text", index, text)
         elif kind == "reasoning" and index not in self._streamed:
             out += self._piece("reasoning", index, _summary_text(item.get("summary")))
+        if kind == "reasoning" and item.get("encrypted_content"):
+            self._emitted.add(index)
+            out.append(StreamEvent("reasoning", index=index, part=ReasoningPart(
+                encrypted_content=item["encrypted_content"], id=item.get("id"))))
         if index in self._emitted:
             out.append(StreamEvent("part_end", index=index))
         return out
@@ -742,6 +754,7 @@ class _OpenItem:
         self.summary_open = False
         self.call_kind: Optional[str] = None  # a client call other than a function: sent whole at its end
         self.annotations: list = []
+        self.opaque = ReasoningPart()  # a reasoning item's signature or encrypted content so far
 
 
 class StreamRenderer:
@@ -777,6 +790,10 @@ class StreamRenderer:
                                        logprobs=[]))
         elif ev.type == "reasoning":
             out += self._enter(ev.index, "reasoning")
+            self._open.opaque.signature = (self._open.opaque.signature or "") + (ev.signature or "") or None
+            if isinstance(ev.part, ReasoningPart):
+                self._open.opaque.redacted_data = ev.part.redacted_data or self._open.opaque.redacted_data
+                self._open.opaque.encrypted_content = ev.part.encrypted_content or self._open.opaque.encrypted_content
             if ev.text:
                 item = self._open
                 if not item.summary_open:
@@ -916,7 +933,8 @@ class StreamRenderer:
                 out.append(self._event("response.reasoning_summary_text.done", **ids, summary_index=0, text=item.text))
                 out.append(self._event("response.reasoning_summary_part.done", **ids, summary_index=0,
                                        part={"type": "summary_text", "text": item.text}))
-            done = _reasoning_item(item.item_id, item.text)
+            item.opaque.text = item.text
+            done = _reasoning_item(item.item_id, item.text, _encrypted_content(item.opaque))
         self._items.append(done)
         out.append(self._event("response.output_item.done", output_index=item.output_index, item=done))
         return out

@@ -396,3 +396,26 @@ def test_a_thread_with_anthropic_reasoning_goes_to_an_anthropic_account(gateway,
         before = len(replay.received)
         oai.responses.create(model="rp-mixed", input=items, store=False)
         assert replay.received[before].fmt == "anthropic", "the reasoning goes back to the provider that wrote it"
+
+
+@pytest.mark.parametrize("fmt,name,client", TRANSLATIONS, ids=[f"{f}-{n}-to-{c}" for f, n, c in TRANSLATIONS])
+def test_translated_answers_are_official_answers(gateway, served, fmt, name, client):
+    """Every body and stream event of a translated recording validates as the client format's official type."""
+    path, headers, body = {
+        "messages": ("/messages", {"x-api-key": served, "anthropic-version": "2023-06-01"},
+                     {"max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}),
+        "responses": ("/responses", {"Authorization": f"Bearer {served}"}, {"input": "hi"}),
+        "chat": ("/chat/completions", {"Authorization": f"Bearer {served}"},
+                 {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}),
+    }[client]
+    target = {"messages": "anthropic", "responses": "responses", "chat": "chat"}[client]
+    plain_body = {k: v for k, v in body.items() if k != "stream_options"}
+    plain = requests.post(gateway.v1 + path, headers=headers, timeout=30,
+                          json={"model": model_of(fmt, name), **plain_body})
+    assert plain.status_code == 200, plain.text
+    assert_conforms(OFFICIAL[target][0], plain.json(), f"{fmt}/{name} as {client}")
+    streamed = requests.post(gateway.v1 + path, headers=headers, stream=True, timeout=30,
+                             json={"model": model_of(fmt, name), "stream": True, **body})
+    for event, data in sse_events(streamed):
+        if data != "[DONE]" and event != "ping":
+            assert_conforms(OFFICIAL[target][1], json.loads(data), f"{fmt}/{name} as {client}: {event}")

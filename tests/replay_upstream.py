@@ -45,7 +45,7 @@ def recordings(fmt: str) -> list[str]:
 
 
 def sse_payloads(raw: bytes) -> list[tuple[str | None, str]]:
-    """(event name, data) of each event of a recorded SSE body."""
+    """(event name, data) of each event of an SSE body, as the SDKs read it (comments and ids skipped)."""
     events = []
     for block in raw.decode().replace("\r\n", "\n").split("\n\n"):
         name, data = None, []

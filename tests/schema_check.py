@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 from openai.types.responses import FunctionTool, Response, ResponseFunctionCallArgumentsDoneEvent
 from openai.types.shared import ErrorObject
+from replay_upstream import sse_payloads
 
 # OpenAI's OpenAPI spec: `required` entries that the openai SDK types as optional.
 SPEC_REQUIRED: dict[type, tuple[str, ...]] = {
@@ -79,18 +80,4 @@ def _walk(value: Any, raw: Any, path: str, found: list) -> None:
 
 def sse_events(response) -> list[tuple[str | None, str]]:
     """The (event name, data) pairs of a `requests` streamed answer, read as the SDKs read SSE."""
-    events, name, data = [], None, []
-    for line in response.iter_lines(decode_unicode=True):
-        if line == "":
-            if data:
-                events.append((name, "\n".join(data)))
-            name, data = None, []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-    if data:
-        events.append((name, "\n".join(data)))
-    return events
+    return sse_payloads(response.content)

@@ -168,6 +168,21 @@ def _recorded_object(fmt: str, name: str):
     return kind.model_validate(json.loads(recording(fmt, name, False)))
 
 
+def raw_call(gateway, key: str, client_format: str, model: str, stream: bool) -> requests.Response:
+    """One raw request in a client format, read with `requests` (streams with Chat's usage chunk)."""
+    path, headers, body = {
+        "messages": ("/messages", {"x-api-key": key, "anthropic-version": "2023-06-01"},
+                     {"max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}),
+        "responses": ("/responses", {"Authorization": f"Bearer {key}"}, {"input": "hi"}),
+        "chat": ("/chat/completions", {"Authorization": f"Bearer {key}"},
+                 {"messages": [{"role": "user", "content": "hi"}]}),
+    }[client_format]
+    if stream and client_format == "chat":
+        body["stream_options"] = {"include_usage": True}
+    return requests.post(gateway.v1 + path, headers=headers, json={"model": model, "stream": stream, **body},
+                         stream=stream, timeout=30)
+
+
 def last_row(gateway, key: str) -> dict:
     rows = requests.get(gateway.v1 + "/usage/requests", headers={"Authorization": f"Bearer {key}"},
                         params={"limit": 1}, timeout=30).json()["data"]
@@ -215,15 +230,7 @@ def test_passthrough_keeps_the_recorded_answer(gateway, replay, served, fmt, nam
 
 @pytest.mark.parametrize("fmt,name", ALL, ids=[f"{f}-{n}" for f, n in ALL])
 def test_passthrough_stream_is_the_recorded_wire(gateway, served, fmt, name):
-    path, headers, body = {
-        "anthropic": ("/messages", {"x-api-key": served, "anthropic-version": "2023-06-01"},
-                      {"max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}),
-        "responses": ("/responses", {"Authorization": f"Bearer {served}"}, {"input": "hi"}),
-        "chat": ("/chat/completions", {"Authorization": f"Bearer {served}"},
-                 {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}),
-    }[fmt]
-    answer = requests.post(gateway.v1 + path, headers=headers, json={"model": model_of(fmt, name), "stream": True,
-                                                                      **body}, stream=True, timeout=30)
+    answer = raw_call(gateway, served, CLIENTS[fmt], model_of(fmt, name), stream=True)
     wire = [(event, data if data == "[DONE]" else _without_owned(fmt, json.loads(data)))
             for event, data in sse_events(answer)]
     expected = [(event, data if data == "[DONE]" else _without_owned(fmt, json.loads(data)))
@@ -401,21 +408,11 @@ def test_a_thread_with_anthropic_reasoning_goes_to_an_anthropic_account(gateway,
 @pytest.mark.parametrize("fmt,name,client", TRANSLATIONS, ids=[f"{f}-{n}-to-{c}" for f, n, c in TRANSLATIONS])
 def test_translated_answers_are_official_answers(gateway, served, fmt, name, client):
     """Every body and stream event of a translated recording validates as the client format's official type."""
-    path, headers, body = {
-        "messages": ("/messages", {"x-api-key": served, "anthropic-version": "2023-06-01"},
-                     {"max_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}),
-        "responses": ("/responses", {"Authorization": f"Bearer {served}"}, {"input": "hi"}),
-        "chat": ("/chat/completions", {"Authorization": f"Bearer {served}"},
-                 {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": True}}),
-    }[client]
     target = {"messages": "anthropic", "responses": "responses", "chat": "chat"}[client]
-    plain_body = {k: v for k, v in body.items() if k != "stream_options"}
-    plain = requests.post(gateway.v1 + path, headers=headers, timeout=30,
-                          json={"model": model_of(fmt, name), **plain_body})
+    plain = raw_call(gateway, served, client, model_of(fmt, name), stream=False)
     assert plain.status_code == 200, plain.text
     assert_conforms(OFFICIAL[target][0], plain.json(), f"{fmt}/{name} as {client}")
-    streamed = requests.post(gateway.v1 + path, headers=headers, stream=True, timeout=30,
-                             json={"model": model_of(fmt, name), "stream": True, **body})
+    streamed = raw_call(gateway, served, client, model_of(fmt, name), stream=True)
     for event, data in sse_events(streamed):
         if data != "[DONE]" and event != "ping":
             assert_conforms(OFFICIAL[target][1], json.loads(data), f"{fmt}/{name} as {client}: {event}")

@@ -37,6 +37,7 @@ USAGE = {
     ("anthropic", "web_search"): (6039, 931), ("anthropic", "whole_message_start"): (380, 42),
     ("anthropic", "zero_usage"): (0, 0), ("anthropic", "refusal"): (31, 9), ("anthropic", "pause_turn"): (2200, 120),
     ("anthropic", "iterations"): (60385 + 682, 592 + 1320),  # every iteration is billed, compaction included
+    ("anthropic", "code_execution"): (1520, 64), ("responses", "mcp_approval"): (640, 37),
     ("responses", "text"): (1312, 14), ("responses", "reasoning_tool"): (85, 150),
     ("responses", "web_search"): (8113, 61), ("responses", "custom_tool_call"): (120, 18),
     ("responses", "zero_usage"): (0, 0), ("responses", "client_calls"): (2410, 96),
@@ -136,7 +137,8 @@ def seen(client_format: str, obj) -> Seen:
                     u.output_tokens, obj.stop_reason)
     if client_format == "responses":
         calls = [_client_call(item) for item in obj.output
-                 if item.type in ("function_call", "custom_tool_call") or item.type in CLIENT_TOOLS]
+                 if item.type in ("function_call", "custom_tool_call", "mcp_approval_request")
+                 or item.type in CLIENT_TOOLS]
         text = "".join(getattr(c, "text", None) or getattr(c, "refusal", "") for i in obj.output
                        if i.type == "message" for c in i.content)  # a refusal is the answer's text too
         return Seen(text, calls, obj.usage.input_tokens, obj.usage.output_tokens)
@@ -152,6 +154,8 @@ def _client_call(item) -> tuple:
         return item.name, json.loads(item.arguments)
     if item.type == "custom_tool_call":
         return item.name, {"input": item.input}
+    if item.type == "mcp_approval_request":  # the client answers it: approve or deny
+        return item.type, {"server_label": item.server_label, "name": item.name, "arguments": item.arguments}
     return CLIENT_TOOLS[item.type], getattr(item, CLIENT_INPUTS[item.type]).model_dump(exclude_unset=True)
 
 

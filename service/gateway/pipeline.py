@@ -21,7 +21,7 @@ from . import billing, threads
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
 from .capacity import headroom
 from .catalog import AccountInfo, ModelInfo, latest, snapshot
-from .codecs import CodecError, anthropic, openai_chat, openai_responses
+from .codecs import CodecError, anthropic, opaque_reasoning, openai_chat, openai_responses
 from .file_parts import resolve_file_parts
 from .router import cooldowns, order_accounts
 from .sse import KEEPALIVE, batches_with_keepalive, encode_event
@@ -219,7 +219,8 @@ def _timeouts(settings: Settings) -> Timeouts:
 
 def _dispatch(turn: Turn, accounts: list) -> Answer:
     failures: list = []
-    for account in order_accounts(accounts, headroom=headroom):
+    ordered = order_accounts(accounts, headroom=headroom)
+    for account in opaque_reasoning.same_provider_first(ordered, turn.request.messages):
         turn.account = account
         upstream = upstream_for(account, _timeouts(turn.call.settings))
         if upstream.provider == "echo":
@@ -324,8 +325,10 @@ def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
 
 # ---------------------------------------------------------------- answers
 def _complete_usage(turn: Turn, response: Response) -> Usage:
-    """The usage to bill: the upstream's, or a local count where it reported none."""
+    """The usage to bill: the upstream's (zero is an answer), or a local count where it reported none."""
     usage = response.usage
+    if usage.reported:
+        return usage
     if not usage.input_tokens:
         usage.input_tokens = turn.input_estimate
     if not usage.output_tokens:

@@ -19,7 +19,15 @@ import peewee as pw
 from flask import Response, current_app, g, jsonify, request, stream_with_context
 from flask.views import MethodView
 
-from ..accounts.auth import KEY_PREFIX, bearer_token, redact, require_admin, require_key, verify_jwt
+from ..accounts.auth import (
+    KEY_PREFIX,
+    bearer_token,
+    console_session_kind,
+    redact,
+    require_admin,
+    require_key,
+    require_user_email,
+)
 from ..api_error import ApiError
 from ..gateway import capacity
 from ..gateway.catalog import snapshot
@@ -29,6 +37,7 @@ from ..storage.db import connected, is_postgres
 from ..storage.models import ApiKey, RequestLog
 from .blueprint import Blueprint
 from .usage_schemas import (
+    AdminSummaryArgsSchema,
     AdminUsageArgsSchema,
     CapacityListSchema,
     KeyUsageListSchema,
@@ -75,8 +84,9 @@ class Caller:
 def current_caller() -> Caller:
     """The key of the request, or (for a user JWT) every key of the token's email; 401 otherwise."""
     token = bearer_token()
-    if token and not token.startswith(KEY_PREFIX) and token.count(".") == 2:
-        email = verify_jwt(token)["email"]
+    is_jwt = token and not token.startswith(KEY_PREFIX) and token.count(".") == 2
+    if is_jwt or (not token and console_session_kind()[0] == "user"):
+        email = require_user_email()  # the JWT's, or the console user's
         keys = ApiKey.select().where(ApiKey.email == email).order_by(ApiKey.created_at, ApiKey.id)
         return Caller(list(keys), email=email)
     return Caller([require_key()])
@@ -124,6 +134,15 @@ def _filtered(condition: pw.Expression, args: dict) -> pw.Expression:
         condition &= log.created_at < args["until"]
     if args.get("model"):
         condition &= log.model == args["model"]
+    if args.get("account"):
+        condition &= log.account == args["account"]
+    status = args.get("status")
+    if status == "ok":
+        condition &= log.status_code < 400
+    elif status == "error":
+        condition &= log.status_code >= 400
+    elif status:
+        condition &= log.status_code == int(status)
     return condition
 
 
@@ -159,24 +178,28 @@ def _day_number(column: pw.Field) -> pw.Node:
     return pw.fn.FLOOR(days) if is_postgres() else days.cast("INTEGER")
 
 
+GROUP_COLUMNS = {"model": RequestLog.model, "account": RequestLog.account, "key_id": RequestLog.key_id}
+
+
 def summarize(condition: pw.Expression, group_by: str) -> list:
-    """Requests, tokens and cost per UTC day (oldest first) or per model (costliest first), grouped in SQL."""
+    """Requests, tokens and cost per UTC day (oldest first) or per model, account or key_id (costliest first),
+    grouped in SQL."""
     log = RequestLog
-    bucket = log.model if group_by == "model" else _day_number(log.created_at)
+    bucket = GROUP_COLUMNS.get(group_by) or _day_number(log.created_at)
     totals = [pw.fn.COUNT(log.id), pw.fn.SUM(log.input_tokens), pw.fn.SUM(log.output_tokens),
               pw.fn.SUM(log.cached_tokens), pw.fn.SUM(log.cost_nano)]
     rows = []
     for value, requests, input_tokens, output_tokens, cached_tokens, cost in (
             log.select(bucket, *totals).where(condition).group_by(bucket).tuples()):
-        label = value if group_by == "model" else datetime.fromtimestamp(
+        label = value if group_by != "day" else datetime.fromtimestamp(
             int(value) * SECONDS_PER_DAY, tz=timezone.utc).date().isoformat()
         rows.append({group_by: label, "requests": int(requests), "input_tokens": int(input_tokens or 0),
                      "output_tokens": int(output_tokens or 0), "cached_tokens": int(cached_tokens or 0),
                      "cost_usd": usd(int(cost or 0)), "_cost": int(cost or 0)})
-    if group_by == "model":
-        rows.sort(key=lambda r: (-r["_cost"], r["model"]))
-    else:
+    if group_by == "day":
         rows.sort(key=lambda r: r["day"])
+    else:
+        rows.sort(key=lambda r: (-r["_cost"], r[group_by] or ""))
     for row in rows:
         del row["_cost"]
     return rows
@@ -220,6 +243,11 @@ def serving_accounts(caller: Caller) -> list:
     accounts = (a for a in snapshot().accounts.values()
                 if a.enabled and (allowed is None or allowed.intersection(a.models)))
     return sorted(accounts, key=lambda a: a.name)
+
+
+def _probe_accounts(accounts: list) -> None:
+    settings = current_app.extensions["onekeyllm"].settings
+    capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
 
 
 def _capacity_body(accounts: list) -> dict:
@@ -281,8 +309,7 @@ class AccountCapacityRefresh(MethodView):
     def post(self):
         """Probe each of those accounts (a cheap model listing), record health and headers; then the same body."""
         accounts = serving_accounts(g.usage_caller)
-        settings = current_app.extensions["onekeyllm"].settings
-        capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
+        _probe_accounts(accounts)
         return _capacity_body(accounts)
 
 
@@ -302,3 +329,38 @@ class AdminUsage(MethodView):
         names = _key_names(rows)
         data = [{"key_id": row.key_id, "key_name": names.get(row.key_id, ""), **request_row(row)} for row in rows]
         return _list(data, more)
+
+
+@blp.route("/admin/usage/summary")
+class AdminUsageSummary(MethodView):
+    @blp.arguments(AdminSummaryArgsSchema, location="query")
+    @blp.response(200, SummarySchema)
+    def get(self, args):
+        """Every key's requests, tokens and cost per UTC day, model, account or key (`group_by`), filtered by
+        `key_id`, `model`, `account`, `status` and time (admin token)."""
+        scope = RequestLog.key_id == args["key_id"] if args["key_id"] else RequestLog.id.is_null(False)
+        data = summarize(_filtered(scope, args), args["group_by"])
+        if args["group_by"] == "key_id":
+            names = dict(ApiKey.select(ApiKey.id, ApiKey.name).where(
+                ApiKey.id.in_([row["key_id"] for row in data])).tuples()) if data else {}
+            for row in data:
+                row["key_name"] = names.get(row["key_id"], "")
+        return {"object": "list", "group_by": args["group_by"], "data": data, "has_more": False}
+
+
+@blp.route("/admin/account_capacity")
+class AdminAccountCapacity(MethodView):
+    @blp.response(200, CapacityListSchema)
+    def get(self):
+        """Every account's capacity windows, upstream rate limits and health, disabled ones included (admin)."""
+        return _capacity_body(sorted(snapshot().accounts.values(), key=lambda a: a.name))
+
+
+@blp.route("/admin/account_capacity/refresh")
+class AdminAccountCapacityRefresh(MethodView):
+    @blp.response(200, CapacityListSchema)
+    def post(self):
+        """Probe every enabled account, record health and headers; then every account's capacity (admin)."""
+        accounts = sorted(snapshot().accounts.values(), key=lambda a: a.name)
+        _probe_accounts([a for a in accounts if a.enabled])
+        return _capacity_body(accounts)

@@ -38,8 +38,17 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
+def m006_console_sessions(db) -> None:
+    """Web console sessions, and the request-log indexes its filters read by: rows of one model, one account or
+    one status, newest first (the account one also serves the capacity windows)."""
+    db.create_tables(m.TABLES_V6, safe=True)
+    for column in ("model", "account", "status_code"):
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS request_log_{column}_created_at "
+                       f"ON request_log ({column}, created_at)")
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes]
+              m005_drop_redundant_indexes, m006_console_sessions]
 
 
 def schema_version() -> int:

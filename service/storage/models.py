@@ -215,3 +215,19 @@ TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
 TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
 TABLES_V3 = [StoredFile, LoginCode, RateCounter]
 TABLES_V4 = [BudgetHold]
+
+
+class ConsoleSession(BaseModel):
+    """A signed-in web console: the browser holds the token in an HttpOnly cookie, the table its keyed hash."""
+
+    id = pw.CharField(primary_key=True, max_length=64)  # hash_secret(pepper, cookie value)
+    kind = pw.CharField(max_length=10)  # "admin" or "user"
+    email = pw.CharField(max_length=320, null=True)  # the user's, for kind "user"
+    created_at = pw.DoubleField()
+    expires_at = pw.DoubleField(index=True)
+
+    class Meta:
+        table_name = "console_session"
+
+
+TABLES_V6 = [ConsoleSession]

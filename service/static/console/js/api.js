@@ -45,7 +45,8 @@ export async function all(path, limit = 200) {
   const items = [];
   let after = null;
   for (;;) {
-    const page = await api("GET", path + query({limit, after}));
+    const more = query({limit, after});
+    const page = await api("GET", path.includes("?") ? path + "&" + more.slice(1) : path + more);
     items.push(...page.data);
     if (!page.has_more || !page.data.length) return items;
     after = page.last_id || page.data[page.data.length - 1].id;

@@ -49,7 +49,7 @@ function actions(base, key, admin) {
   }}, "Revoke");
   if (!admin) return el("div", {class: "actions"}, revoke);
   return el("div", {class: "actions"},
-    el("a", {class: "button small ghost", href: `#/usage?key_id=${encodeURIComponent(key.id)}`}, "Usage"),
+    el("a", {class: "button small ghost", href: `#/usage?key_id=${encodeURIComponent(key.id)}`}, "Requests"),
     el("button", {type: "button", class: "small", onclick: () => editKey(base, key)}, "Edit"),
     el("button", {type: "button", class: "small", onclick: async () => {
       await api("PATCH", `${base}/${key.id}`, {disabled: !key.disabled});
@@ -64,7 +64,7 @@ function keyFields(key = {}) {
     name: input({value: key.name || "", "data-testid": "key-name", maxlength: 200, placeholder: "ci-runner"}),
     budget: input({value: key.budget_usd ? String(Number(key.budget_usd)) : "", "data-testid": "key-budget",
                    inputmode: "decimal", placeholder: "no limit"}),
-    models: input({value: key.models ? key.models.join(", ") : "", "data-testid": "key-models", placeholder: "any model"}),
+    models: input({value: key.models ? key.models.join(", ") : "", "data-testid": "key-models", placeholder: "any (comma-separated)"}),
     rpm: input({value: key.rpm || "", "data-testid": "key-rpm", inputmode: "numeric", placeholder: "no limit"}),
     expires: input({type: "date", value: expires, "data-testid": "key-expires"}),
   };
@@ -94,7 +94,7 @@ function adminForm(base, created) {
     }
   }},
     el("h2", {}, "New key"),
-    field("Name", fields.name), field("Budget (USD)", fields.budget), field("Models", fields.models, "comma-separated"),
+    field("Name", fields.name), field("Budget (USD)", fields.budget), field("Models", fields.models),
     field("Requests / minute", fields.rpm), field("Expires", fields.expires), field("Owner email", email),
     el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-key"}, "Create key")),
     message);

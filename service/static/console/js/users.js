@@ -17,7 +17,7 @@ export async function usersPage(view) {
     spendBar(user.used_usd, user.budget_usd),
     user.max_keys === null || user.max_keys === undefined ? "no limit" : String(user.max_keys),
     el("div", {class: "actions"},
-      el("a", {class: "button small ghost", href: "#/keys?search=" + encodeURIComponent(user.email)}, "Keys"),
+      el("a", {class: "button small ghost", href: "#/keys?search=" + encodeURIComponent(user.email)}, "Their keys"),
       el("button", {type: "button", class: "small", onclick: () => editUser(view, user)}, "Edit"),
       el("button", {type: "button", class: "small danger", onclick: async () => {
         if (!confirm(`Remove the allowance of ${user.email}? Their keys keep working.`)) return;

@@ -144,6 +144,34 @@ def cmd_models(args: argparse.Namespace) -> int:
     return _run_admin(run)
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Users' allowances: what an email may put on the keys it creates itself."""
+    _database()
+    from .accounts import users
+    from .accounts.addresses import normalize_address
+    from .config import Settings
+    from .money import to_nano
+    from .storage.models import UserAllowance
+
+    def run():
+        if args.action == "list":
+            _show([users.allowance_view(r) for r in UserAllowance.select().order_by(UserAllowance.email)])
+            return
+        email = normalize_address(args.email)
+        if args.action == "set":
+            values = {name: to_nano(value) for name, value in (("budget_nano", args.budget), ("used_nano", args.used))
+                      if value is not None}
+            if args.max_keys is not None:
+                values["max_keys"] = args.max_keys
+            if "budget_nano" not in values and UserAllowance.get_or_none(UserAllowance.email == email) is None:
+                raise ValueError(f"'{email}' has no allowance yet: give it a --budget")
+            _show(users.allowance_view(users.set_allowance(email, values, Settings.from_env().user_max_keys)))
+        elif args.action == "remove":
+            _show(users.delete_allowance(users.get_allowance(email)))
+
+    return _run_admin(run)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema; print the admin token if this first start generated one."""
     from .bootstrap import bootstrap
@@ -223,6 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     madd.add_argument("--max-output-tokens", type=int)
     mod_sub.add_parser("list")
     models.set_defaults(func=cmd_models)
+
+    users = sub.add_parser("users", help="list, set and remove users' allowances (keys they may create themselves)")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    users_sub.add_parser("list", help="every allowance, with what it used")
+    uset = users_sub.add_parser("set", help="grant or change an email's allowance")
+    uset.add_argument("email", help="the user's email address")
+    uset.add_argument("--budget", help="USD: the lifetime total the user may put on keys they create")
+    uset.add_argument("--max-keys", type=int, help="live keys at most (default ONEKEYLLM_USER_MAX_KEYS)")
+    uset.add_argument("--used", help="USD already used (revoked keys included); default: what their keys had")
+    uremove = users_sub.add_parser("remove", help="remove an allowance (live keys keep working)")
+    uremove.add_argument("email", help="the user's email address")
+    users.set_defaults(func=cmd_users)
 
     init = sub.add_parser("init", help="create or upgrade the schema (first start: print the admin token)")
     init.set_defaults(func=cmd_init)

@@ -22,8 +22,9 @@ class Settings:
     login_code_ttl: int = 600
     login_sends_per_address: int = 3  # per 10 minutes
     login_sends_per_ip: int = 10  # per 10 minutes
-    user_max_keys: int = 5
-    user_max_budget_usd: str = "10"  # per key a user creates with a JWT
+    user_max_keys: int = 5  # live keys an allowance permits unless the admin says otherwise
+    login_domains: tuple = ()  # email domains whose users get the self-service allowance at first login
+    self_service_budget_usd: str = "0"  # that allowance's lifetime total; 0: no self-service
     upstream_timeout: float = 600.0
     upstream_connect_timeout: float = 10.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -56,7 +57,9 @@ class Settings:
             login_sends_per_address=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_ADDRESS", str(cls.login_sends_per_address))),
             login_sends_per_ip=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_IP", str(cls.login_sends_per_ip))),
             user_max_keys=int(_env("ONEKEYLLM_USER_MAX_KEYS", str(cls.user_max_keys))),
-            user_max_budget_usd=_env("ONEKEYLLM_USER_MAX_BUDGET_USD", cls.user_max_budget_usd),
+            login_domains=tuple(d.strip().lower().lstrip("@") for d in (_env("ONEKEYLLM_LOGIN_DOMAINS") or "").split(",")
+                                if d.strip()),
+            self_service_budget_usd=_env("ONEKEYLLM_SELF_SERVICE_BUDGET_USD", cls.self_service_budget_usd),
             upstream_timeout=float(_env("ONEKEYLLM_UPSTREAM_TIMEOUT", "600")),
             upstream_connect_timeout=float(_env("ONEKEYLLM_UPSTREAM_CONNECT_TIMEOUT", "10")),
             max_body_bytes=int(_env("ONEKEYLLM_MAX_BODY_BYTES", str(cls.max_body_bytes))),

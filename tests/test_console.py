@@ -21,15 +21,15 @@ import openai
 import pytest
 import requests
 from aiosmtpd.controller import Controller
-from playwright.sync_api import expect
 from conftest import ROOT, free_port, start_server
+from playwright.sync_api import expect
 from test_login import MailCollector, accept_only_our_login, smtp_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = ROOT / "docs"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-USER_MAX_KEYS, USER_MAX_BUDGET = 2, "5"
+USER_MAX_KEYS, USER_BUDGET = 3, "5"
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">'
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -50,8 +50,7 @@ def mailbox():
 def server(mailbox, tmp_path_factory):
     _, port = mailbox
     gateway = start_server(tmp_path_factory.mktemp("console"), name="console", extra_env={
-        "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_LOGIN_SENDS_PER_IP": "1000",
-        "ONEKEYLLM_USER_MAX_KEYS": str(USER_MAX_KEYS), "ONEKEYLLM_USER_MAX_BUDGET_USD": USER_MAX_BUDGET})
+        "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_LOGIN_SENDS_PER_IP": "1000"})
     # a second offline account serving priced models, so that spend shows and one account can be disabled
     gateway.create_account(name="spare-echo", provider="echo", models=["echo-spare", "echo-large"])
     gateway.create_model("echo-spare", input_usd_per_mtok="3", output_usd_per_mtok="15")
@@ -386,9 +385,31 @@ def test_usage_summary_groups_by_key_and_account_with_filters(server):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
 
 
-# ---------------------------------------------------------------- a user in the browser
+# ---------------------------------------------------------------- users' allowances and a user in the browser
+def test_admin_sets_a_users_allowance(tab, server):
+    email = address()
+    tab.sign_in_as_admin()
+    tab.go("Users")
+    tab.testid("user-email").fill(email)
+    tab.testid("user-budget").fill("25")
+    tab.testid("user-max-keys").fill("4")
+    tab.testid("create-user").click()
+    row = tab.row("users-table", email)
+    row.wait_for()
+    assert "$25.00" in row.inner_text() and "0 of 4" in row.inner_text()
+    row.get_by_role("button", name="Edit").click()
+    tab.page.locator("dialog").get_by_test_id("user-budget").fill("40")
+    tab.page.locator("dialog").get_by_test_id("save").click()
+    tab.row("users-table", email).get_by_text("of $40.00").wait_for()
+    assert server.admin("GET", f"/users/{email}").json()["budget_usd"] == "40.000000000"
+    tab.screenshot("users")
+
+
 def test_user_signs_in_by_mail_and_manages_only_their_own_keys(tab, server, mailbox):
     email = address()
+    granted = server.admin("POST", "/users", json={"email": email, "budget_usd": USER_BUDGET,
+                                                    "max_keys": USER_MAX_KEYS})
+    assert granted.status_code == 201, granted.text
     theirs = server.create_key(name="given-by-admin", budget="3", email=email)
     others = server.create_key(name="not-yours", budget="3", email=address())
     client(theirs["key"], server).chat.completions.create(model="echo-spare",
@@ -405,10 +426,17 @@ def test_user_signs_in_by_mail_and_manages_only_their_own_keys(tab, server, mail
     server.handed_out.add(made)
     tab.page.locator('[data-testid="keys-table"] tr[data-id]').nth(1).wait_for()
     tab.screenshot("user-keys")
-    tab.testid("key-name").fill("one-too-many")
+    tab.testid("key-name").fill("past-the-allowance")
+    tab.testid("key-budget").fill("10")
     tab.testid("create-key").click()
     tab.page.locator(".message.error").wait_for()
-    assert "revoke one first" in tab.page.locator(".message.error").inner_text()
+    assert "allowance has 4.000000000 USD left" in tab.page.locator(".message.error").inner_text()
+    for name in ("second", "one-too-many"):
+        tab.testid("key-name").fill(name)
+        tab.testid("key-budget").fill("1")
+        tab.testid("create-key").click()
+        tab.page.get_by_text("revoke one first" if name == "one-too-many" else f"Key “{name}” created").wait_for()
+        server.handed_out.add(tab.testid("new-key").inner_text())
     assert tab.page.locator('[data-testid="keys-table"] tr[data-id]').count() == USER_MAX_KEYS
     # the JSON API refuses the user's session on admin routes, whatever the page offers
     status = tab.page.evaluate("fetch('/v1/admin/keys').then(r => r.status)")

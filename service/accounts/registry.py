@@ -157,7 +157,8 @@ def create_key(pepper: bytes, values: dict) -> tuple[ApiKey, str]:
     row = ApiKey.create(id=new_id("key"), key_hash=hash_secret(pepper, plaintext), last4=plaintext[-4:],
                         name=values.get("name") or "", budget_nano=values.get("budget_nano"),
                         expires_at=values.get("expires_at"), models=values.get("models"),
-                        rpm=values.get("rpm"), email=values.get("email"))
+                        rpm=values.get("rpm"), email=values.get("email"),
+                        owner_created=values.get("owner_created", False))
     return row, plaintext
 
 

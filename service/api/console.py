@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import marshmallow as ma
-from flask import after_this_request, current_app, send_from_directory
+from flask import after_this_request, send_from_directory
 from flask.views import MethodView
 from marshmallow import fields, validate
 
 from ..accounts.auth import is_admin_token
-from ..accounts.login import redeem_code
 from ..accounts.sessions import (
     ADMIN,
     USER,
@@ -28,6 +27,7 @@ from ..accounts.sessions import (
 )
 from ..api_error import ApiError
 from .admin_schemas import Email
+from .auth_routes import log_in_by_code
 from .blueprint import Blueprint
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "static" / "console"
@@ -115,13 +115,12 @@ class ConsoleSessionItem(MethodView):
     def post(self, body):
         """Sign in with the admin token, or with an email and its mailed login code; sets the session cookie."""
         check_same_origin()  # a page elsewhere must not sign a browser in (login CSRF)
-        secrets = current_app.extensions["onekeyllm"].secrets
         if "admin_token" in body:
             if not is_admin_token(body["admin_token"]):
                 raise ApiError(401, "Invalid admin token.", code="invalid_api_key")
             session, token = open_session(ADMIN)
         else:
-            redeem_code(secrets.pepper, body["email"], body["code"].strip())
+            log_in_by_code(body["email"], body["code"].strip())
             session, token = open_session(USER, body["email"])
 
         @after_this_request

@@ -38,17 +38,28 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
-def m006_console_sessions(db) -> None:
+def m006_user_allowances(db) -> None:
+    """Users' allowances: what an email may put on the keys it creates itself, and which keys it created."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+
+    db.create_tables(m.TABLES_USERS, safe=True)
+    if "owner_created" not in {column.name for column in db.get_columns("api_key")}:
+        apply(SchemaMigrator.from_database(db.obj).add_column("api_key", "owner_created", m.ApiKey.owner_created))
+
+
+def m007_console_sessions(db) -> None:
     """Web console sessions, and the request-log indexes its filters read by: rows of one model, one account or
     one status, newest first (the account one also serves the capacity windows)."""
-    db.create_tables(m.TABLES_V6, safe=True)
+    db.create_tables(m.TABLES_CONSOLE, safe=True)
     for column in ("model", "account", "status_code"):
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS request_log_{column}_created_at "
                        f"ON request_log ({column}, created_at)")
 
 
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes, m006_console_sessions]
+              m005_drop_redundant_indexes, m006_user_allowances,
+              m007_console_sessions]
 
 
 def schema_version() -> int:

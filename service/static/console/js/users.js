@@ -1,6 +1,6 @@
 // Users' allowances: what each email may put on keys of its own (a lifetime total) and how many live keys.
 import {all, api} from "./api.js";
-import {el, field, fill, input, table} from "./dom.js";
+import {badge, el, field, fill, input, table} from "./dom.js";
 import {dialog, notice, spendBar, toolbar} from "./widgets.js";
 
 export async function usersPage(view) {
@@ -15,7 +15,8 @@ export async function usersPage(view) {
   const rows = users.map((user) => [user.email, [
     el("div", {class: "strong"}, user.email),
     spendBar(user.used_usd, user.budget_usd),
-    user.max_keys === null || user.max_keys === undefined ? "no limit" : String(user.max_keys),
+    `${user.live_keys ?? "?"} of ${user.max_keys}`,
+    user.source === "self_service" ? badge("Self-service", "grey") : badge("Set by admin", "green"),
     el("div", {class: "actions"},
       el("a", {class: "button small ghost", href: "#/keys?search=" + encodeURIComponent(user.email)}, "Their keys"),
       el("button", {type: "button", class: "small", onclick: () => editUser(view, user)}, "Edit"),
@@ -26,7 +27,7 @@ export async function usersPage(view) {
       }}, "Remove")),
   ]]);
   fill(view, toolbar("Users"), addForm(view),
-    table("users-table", ["Email", "Allowance spent", "Max live keys", ""], rows, "No allowance set yet."));
+    table("users-table", ["Email", "Put on keys (lifetime)", "Live keys", "Source", ""], rows, "No allowance set yet."));
 }
 
 function userFields(user = {}) {

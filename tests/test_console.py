@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import openai
@@ -383,6 +384,78 @@ def test_usage_summary_groups_by_key_and_account_with_filters(server):
                                                           "key_id": key["id"]}).json()["data"] == []
     bad = server.admin("GET", "/usage/summary", params={"status": "teapot"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
+
+
+def test_summaries_of_rolled_up_days_equal_the_log_rows(server):
+    """Whole past days are read from the daily roll-up, the edges of a range and today from the log: every
+    grouping and filter must add up to the same as the rows themselves."""
+    keys = [server.create_key(name=f"rolled-{n}", budget="5") for n in range(2)]
+    day = 86400
+    start = (time.time() // day - 5) * day
+    rows = [(keys[n % 2]["id"], start + n * 29_000.5, ("m-a", "m-b")[n % 3 == 0], (200, 200, 429)[n % 3])
+            for n in range(14)]
+    seed_rows_with_status(server, rows)
+    for key in keys:  # and one of today, not rolled up yet
+        client(key["key"], server).chat.completions.create(model="echo-spare", messages=[{"role": "user",
+                                                                                           "content": "now"}])
+    log = server.admin("GET", "/usage", params={"limit": 1000}).json()["data"]
+    narrower = ({}, {"model": "m-b"}, {"status": "error"}, {"status": "429"},
+                {"since": start + day * 1.5, "until": start + day * 4.25})
+    for filters in [{**base, **extra} for base in ({"account": "seeded"}, {"key_id": keys[0]["id"]})
+                    for extra in narrower]:
+        chosen = [row for row in log if matches(row, filters)]
+        assert chosen, filters
+        for group in ("day", "model", "account", "key_id"):
+            answer = server.admin("GET", "/usage/summary", params={"group_by": group, **filters})
+            assert answer.status_code == 200, answer.text
+            got = {row[group]: (row["requests"], Decimal(row["cost_usd"])) for row in answer.json()["data"]}
+            want: dict = {}
+            for row in chosen:
+                count, cost = want.get(label_of(row, group), (0, Decimal(0)))
+                want[label_of(row, group)] = (count + 1, cost + Decimal(row["cost_usd"]))
+            assert got == want, (filters, group)
+
+
+def matches(row: dict, filters: dict) -> bool:
+    for name, value in filters.items():
+        if name == "since" and row["created_at"] < int(value):
+            return False
+        if name == "until" and row["created_at"] >= value:
+            return False
+        if name == "status" and not (row["status_code"] >= 400 if value == "error" else
+                                     str(row["status_code"]) == value):
+            return False
+        if name in ("key_id", "model", "account") and row[name] != value:
+            return False
+    return True
+
+
+def label_of(row: dict, group: str) -> str:
+    if group == "day":
+        return time.strftime("%Y-%m-%d", time.gmtime(row["created_at"]))
+    return row[group]
+
+
+def seed_rows_with_status(server, rows: list) -> None:
+    """Request-log rows of past days written straight to the database (then the roll-up forgotten, as after an
+    import), with their own status codes and an account of their own."""
+    from service.storage import rollups
+    from service.storage.db import make_database
+
+    db = make_database(server.database_url)
+    db.connect()
+    try:
+        columns = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
+                   "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms")
+        sql = (f'INSERT INTO request_log ({", ".join(columns)}) '
+               f'VALUES ({", ".join([db.param] * len(columns))})')
+        with db.atomic():
+            for key_id, at, model, status in rows:
+                db.execute_sql(sql, ("req_seed" + uuid.uuid4().hex, key_id, at, "/v1/chat/completions", model,
+                                     "seeded", False, status, 10, 5, 0, 1000 + int(at) % 977, 7))
+        rollups.reset(db)
+    finally:
+        db.close()
 
 
 # ---------------------------------------------------------------- users' allowances and a user in the browser

@@ -13,7 +13,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import peewee as pw
 from flask import Response, current_app, g, jsonify, request, stream_with_context
@@ -33,7 +33,8 @@ from ..gateway import capacity
 from ..gateway.catalog import snapshot
 from ..gateway.upstreams.http import Timeouts
 from ..money import usd
-from ..storage.db import connected, is_postgres
+from ..storage import rollups
+from ..storage.db import connected
 from ..storage.models import ApiKey, RequestLog
 from .blueprint import Blueprint
 from .usage_schemas import (
@@ -74,11 +75,11 @@ class Caller:
     def live_keys(self) -> list:
         return [key for key in self.keys if not key.revoked]
 
-    def scope(self) -> pw.Expression:
-        """The request-log rows this caller may read."""
+    def scope(self, table: type = RequestLog) -> pw.Expression:
+        """The request-log rows (or their daily roll-ups) this caller may read."""
         if self.email is None:
-            return RequestLog.key_id == self.ids[0]
-        return RequestLog.key_id.in_(self.ids)
+            return table.key_id == self.ids[0]
+        return table.key_id.in_(self.ids)
 
 
 def current_caller() -> Caller:
@@ -126,24 +127,33 @@ def _list(data: list, has_more: bool) -> dict:
 
 
 # ---------------------------------------------------------------- the request log
+def _row_filters(table: type, args: dict) -> Optional[pw.Expression]:
+    """The model, account and status filters on the log or its daily roll-up (None: the roll-up cannot tell)."""
+    condition = pw.SQL("1 = 1")
+    if args.get("model"):
+        condition &= table.model == args["model"]
+    if args.get("account"):
+        condition &= table.account == args["account"]
+    status = args.get("status")
+    failed = table.status_code >= 400 if table is RequestLog else table.failed == True  # noqa: E712
+    if status == "ok":
+        condition &= ~failed if table is RequestLog else table.failed == False  # noqa: E712
+    elif status == "error":
+        condition &= failed
+    elif status:
+        if table is not RequestLog:
+            return None
+        condition &= table.status_code == int(status)
+    return condition
+
+
 def _filtered(condition: pw.Expression, args: dict) -> pw.Expression:
     log = RequestLog
     if args.get("since") is not None:
         condition &= log.created_at >= args["since"]
     if args.get("until") is not None:
         condition &= log.created_at < args["until"]
-    if args.get("model"):
-        condition &= log.model == args["model"]
-    if args.get("account"):
-        condition &= log.account == args["account"]
-    status = args.get("status")
-    if status == "ok":
-        condition &= log.status_code < 400
-    elif status == "error":
-        condition &= log.status_code >= 400
-    elif status:
-        condition &= log.status_code == int(status)
-    return condition
+    return condition & _row_filters(log, args)
 
 
 def _anchor(scope: pw.Expression, after: Optional[str]) -> Optional[RequestLog]:
@@ -171,31 +181,22 @@ def _key_names(rows: list) -> dict:
     return dict(ApiKey.select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(ids)).tuples()) if ids else {}
 
 
-def _day_number(column: pw.Field) -> pw.Node:
-    """Whole UTC days since the epoch of a float unix time, in the database's own arithmetic."""
-    days = column / pw.SQL(str(SECONDS_PER_DAY))
-    # PostgreSQL rounds a float cast to integer; SQLite truncates (= floor for times after 1970)
-    return pw.fn.FLOOR(days) if is_postgres() else days.cast("INTEGER")
-
-
-GROUP_COLUMNS = {"model": RequestLog.model, "account": RequestLog.account, "key_id": RequestLog.key_id}
-
-
-def summarize(condition: pw.Expression, group_by: str) -> list:
+def summarize(scope: Callable[[type], pw.Expression], args: dict, group_by: str) -> list:
     """Requests, tokens and cost per UTC day (oldest first) or per model, account or key_id (costliest first),
-    grouped in SQL."""
-    log = RequestLog
-    bucket = GROUP_COLUMNS.get(group_by) or _day_number(log.created_at)
-    totals = [pw.fn.COUNT(log.id), pw.fn.SUM(log.input_tokens), pw.fn.SUM(log.output_tokens),
-              pw.fn.SUM(log.cached_tokens), pw.fn.SUM(log.cost_nano)]
+    of the rows `scope(table)` selects, filtered by `args`; whole past days come from the daily roll-up."""
+
+    def condition_for(table: type) -> Optional[pw.Expression]:
+        filters = _row_filters(table, args)
+        return None if filters is None else scope(table) & filters
+
+    totals = rollups.summarize(condition_for, args.get("since"), args.get("until"), group_by)
     rows = []
-    for value, requests, input_tokens, output_tokens, cached_tokens, cost in (
-            log.select(bucket, *totals).where(condition).group_by(bucket).tuples()):
+    for value, sums in totals.items():
         label = value if group_by != "day" else datetime.fromtimestamp(
-            int(value) * SECONDS_PER_DAY, tz=timezone.utc).date().isoformat()
-        rows.append({group_by: label, "requests": int(requests), "input_tokens": int(input_tokens or 0),
-                     "output_tokens": int(output_tokens or 0), "cached_tokens": int(cached_tokens or 0),
-                     "cost_usd": usd(int(cost or 0)), "_cost": int(cost or 0)})
+            value * SECONDS_PER_DAY, tz=timezone.utc).date().isoformat()
+        rows.append({group_by: label, "requests": sums.requests, "input_tokens": sums.input_tokens,
+                     "output_tokens": sums.output_tokens, "cached_tokens": sums.cached_tokens,
+                     "cost_usd": usd(sums.cost_nano), "_cost": sums.cost_nano})
     if group_by == "day":
         rows.sort(key=lambda r: r["day"])
     else:
@@ -290,8 +291,8 @@ class UsageSummary(MethodView):
     @blp.response(200, SummarySchema)
     def get(self, args):
         """Requests, tokens and cost per UTC day or per model (`group_by=day|model`), `since`/`until`/`model` filter."""
-        condition = _filtered(g.usage_caller.scope(), args)
-        return {"object": "list", "group_by": args["group_by"], "data": summarize(condition, args["group_by"]),
+        data = summarize(g.usage_caller.scope, args, args["group_by"])
+        return {"object": "list", "group_by": args["group_by"], "data": data,
                 "has_more": False}
 
 
@@ -313,6 +314,11 @@ class AccountCapacityRefresh(MethodView):
         return _capacity_body(accounts)
 
 
+def _admin_scope(table: type, args: dict) -> pw.Expression:
+    """Every key's rows, or one key's (`key_id`)."""
+    return table.key_id == args["key_id"] if args["key_id"] else pw.SQL("1 = 1")
+
+
 @blp.route("/admin/usage")
 class AdminUsage(MethodView):
     @blp.arguments(AdminUsageArgsSchema, location="query")
@@ -320,7 +326,7 @@ class AdminUsage(MethodView):
     @blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, args):
         """Every key's request log (admin token), rows with `key_id` and `key_name`; `format=csv` streams it all."""
-        scope = RequestLog.key_id == args["key_id"] if args["key_id"] else RequestLog.id.is_null(False)
+        scope = _admin_scope(RequestLog, args)
         condition = _filtered(scope, args)
         if args["format"] == "csv":
             return Response(stream_with_context(_csv_stream(condition)), mimetype="text/csv",
@@ -338,8 +344,7 @@ class AdminUsageSummary(MethodView):
     def get(self, args):
         """Every key's requests, tokens and cost per UTC day, model, account or key (`group_by`), filtered by
         `key_id`, `model`, `account`, `status` and time (admin token)."""
-        scope = RequestLog.key_id == args["key_id"] if args["key_id"] else RequestLog.id.is_null(False)
-        data = summarize(_filtered(scope, args), args["group_by"])
+        data = summarize(lambda table: _admin_scope(table, args), args, args["group_by"])
         if args["group_by"] == "key_id":
             names = dict(ApiKey.select(ApiKey.id, ApiKey.name).where(
                 ApiKey.id.in_([row["key_id"] for row in data])).tuples()) if data else {}

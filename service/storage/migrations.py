@@ -49,8 +49,9 @@ def m006_user_allowances(db) -> None:
 
 
 def m007_console_sessions(db) -> None:
-    """Web console sessions, and the request-log indexes its filters read by: rows of one model, one account or
-    one status, newest first (the account one also serves the capacity windows)."""
+    """Web console sessions; the daily usage roll-up its charts read (filled by storage/rollups.py); and the
+    request-log indexes its filters read by: rows of one model, one account or one status, newest first (the
+    account one also serves the capacity windows)."""
     db.create_tables(m.TABLES_CONSOLE, safe=True)
     for column in ("model", "account", "status_code"):
         db.execute_sql(f"CREATE INDEX IF NOT EXISTS request_log_{column}_created_at "

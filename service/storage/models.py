@@ -248,3 +248,27 @@ class ConsoleSession(BaseModel):
 
 
 TABLES_CONSOLE = [ConsoleSession]
+
+
+class UsageDaily(BaseModel):
+    """The request log summed per UTC day, key, model, account and outcome, for days no row can still join
+    (storage/rollups.py): what the console's spend charts read instead of a million rows."""
+
+    day = pw.IntegerField()  # whole days since 1970-01-01 UTC
+    key_id = pw.CharField(max_length=40)
+    model = pw.CharField(max_length=200)
+    account = pw.CharField(max_length=200, null=True)
+    failed = pw.BooleanField()  # status_code >= 400
+    requests = pw.BigIntegerField()
+    input_tokens = pw.BigIntegerField()
+    output_tokens = pw.BigIntegerField()
+    cached_tokens = pw.BigIntegerField()
+    cost_nano = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "usage_daily"
+        primary_key = False
+        indexes = ((("day",), False), (("key_id", "day"), False))
+
+
+TABLES_CONSOLE.append(UsageDaily)

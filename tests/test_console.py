@@ -21,10 +21,11 @@ from pathlib import Path
 import openai
 import pytest
 import requests
-from aiosmtpd.controller import Controller
+import test_login
 from conftest import ROOT, free_port, start_server
 from playwright.sync_api import expect
-from test_login import MailCollector, accept_only_our_login, smtp_url
+from test_login import smtp_url
+from test_usage import seed_rows
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = ROOT / "docs"
@@ -37,14 +38,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium
 
 
 # ---------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def mailbox():
-    collector = MailCollector()
-    controller = Controller(collector, hostname="127.0.0.1", port=free_port(),
-                            authenticator=accept_only_our_login, auth_require_tls=False)
-    controller.start()
-    yield collector, controller.port
-    controller.stop()
+mailbox = test_login.mailbox  # a real SMTP server catching the login codes
 
 
 @pytest.fixture(scope="module")
@@ -392,9 +386,9 @@ def test_summaries_of_rolled_up_days_equal_the_log_rows(server):
     keys = [server.create_key(name=f"rolled-{n}", budget="5") for n in range(2)]
     day = 86400
     start = (time.time() // day - 5) * day
-    rows = [(keys[n % 2]["id"], start + n * 29_000.5, ("m-a", "m-b")[n % 3 == 0], (200, 200, 429)[n % 3])
-            for n in range(14)]
-    seed_rows_with_status(server, rows)
+    for index, key in enumerate(keys):  # rows of past days, as an import would write them
+        seed_rows(server, key["id"], [(start + n * 29_000.5, ("m-a", "m-b")[n % 3 == 0], 1000 + n, (200, 200, 429)[n % 3])
+                                      for n in range(index, 14, 2)])
     for key in keys:  # and one of today, not rolled up yet
         client(key["key"], server).chat.completions.create(model="echo-spare", messages=[{"role": "user",
                                                                                            "content": "now"}])
@@ -434,28 +428,6 @@ def label_of(row: dict, group: str) -> str:
     if group == "day":
         return time.strftime("%Y-%m-%d", time.gmtime(row["created_at"]))
     return row[group]
-
-
-def seed_rows_with_status(server, rows: list) -> None:
-    """Request-log rows of past days written straight to the database (then the roll-up forgotten, as after an
-    import), with their own status codes and an account of their own."""
-    from service.storage import rollups
-    from service.storage.db import make_database
-
-    db = make_database(server.database_url)
-    db.connect()
-    try:
-        columns = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
-                   "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms")
-        sql = (f'INSERT INTO request_log ({", ".join(columns)}) '
-               f'VALUES ({", ".join([db.param] * len(columns))})')
-        with db.atomic():
-            for key_id, at, model, status in rows:
-                db.execute_sql(sql, ("req_seed" + uuid.uuid4().hex, key_id, at, "/v1/chat/completions", model,
-                                     "seeded", False, status, 10, 5, 0, 1000 + int(at) % 977, 7))
-        rollups.reset(db)
-    finally:
-        db.close()
 
 
 # ---------------------------------------------------------------- users' allowances and a user in the browser

@@ -79,38 +79,28 @@ function keyBody(fields) {
 function adminForm(base, created) {
   const fields = keyFields();
   const email = input({type: "email", "data-testid": "key-email", placeholder: "nobody"});
-  const message = el("p", {class: "message"});
-  const form = el("form", {class: "card form-grid", onsubmit: async (event) => {
-    event.preventDefault();
-    try {
-      const key = await api("POST", base, {...keyBody(fields), email: email.value.trim() || null});
-      showNewKey(created, key);
-      form.reset();
-      message.textContent = "";
-      refreshTable(base);
-    } catch (error) {
-      message.textContent = error.message;
-      message.className = "message error";
-    }
-  }},
-    el("h2", {}, "New key"),
-    field("Name", fields.name), field("Budget (USD)", fields.budget), field("Models", fields.models),
-    field("Requests / minute", fields.rpm), field("Expires", fields.expires), field("Owner email", email),
-    el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-key"}, "Create key")),
-    message);
-  return form;
+  return createForm(base, created, () => ({...keyBody(fields), email: email.value.trim() || null}),
+    [field("Name", fields.name), field("Budget (USD)", fields.budget), field("Models", fields.models),
+     field("Requests / minute", fields.rpm), field("Expires", fields.expires), field("Owner email", email)]);
 }
 
 function userForm(base, created) {
   const name = input({"data-testid": "key-name", maxlength: 200, placeholder: "laptop"});
-  const budget = input({"data-testid": "key-budget", inputmode: "decimal", placeholder: "the most allowed"});
+  const budget = input({"data-testid": "key-budget", inputmode: "decimal", placeholder: "what the allowance has left"});
+  return createForm(base, created, () => {
+    const body = {name: name.value.trim()};
+    if (budget.value.trim()) body.budget_usd = budget.value.trim();
+    return body;
+  }, [field("Name", name), field("Budget (USD)", budget)]);
+}
+
+// The "New key" form: POST `body()`, show the key once, refresh the table; the gateway's refusal stays on screen.
+function createForm(base, created, body, fields) {
   const message = el("p", {class: "message"});
   const form = el("form", {class: "card form-grid", onsubmit: async (event) => {
     event.preventDefault();
-    const body = {name: name.value.trim()};
-    if (budget.value.trim()) body.budget_usd = budget.value.trim();
     try {
-      showNewKey(created, await api("POST", base, body));
+      showNewKey(created, await api("POST", base, body()));
       form.reset();
       message.textContent = "";
       refreshTable(base);
@@ -119,7 +109,7 @@ function userForm(base, created) {
       message.className = "message error";
     }
   }},
-    el("h2", {}, "New key"), field("Name", name), field("Budget (USD)", budget),
+    el("h2", {}, "New key"), ...fields,
     el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-key"}, "Create key")),
     message);
   return form;

@@ -1,7 +1,7 @@
 // Upstream accounts: add, edit, enable/disable, and their health: last error, cooldown, capacity windows.
 import {all, api} from "./api.js";
 import {badge, el, field, fill, input, list, number, table, usd, when} from "./dom.js";
-import {dialog, toolbar} from "./widgets.js";
+import {actionForm, dialog, toolbar} from "./widgets.js";
 
 export async function accountsPage(view) {
   const [accounts, capacity] = await Promise.all([all("/v1/admin/accounts"), api("GET", "/v1/admin/account_capacity")]);
@@ -106,20 +106,11 @@ function formFields(f) {
 
 function addForm(view) {
   const f = accountFields();
-  const message = el("p", {class: "message"});
   return el("details", {class: "card"}, el("summary", {}, "Add an account"),
-    el("form", {class: "form-grid", onsubmit: async (event) => {
-      event.preventDefault();
-      try {
-        await api("POST", "/v1/admin/accounts", accountBody(f));
-        accountsPage(view);
-      } catch (error) {
-        message.textContent = error.message;
-        message.className = "message error";
-      }
-    }}, ...formFields(f),
-      el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-account"}, "Add account")),
-      message));
+    actionForm({class: "form-grid"}, async () => {
+      await api("POST", "/v1/admin/accounts", accountBody(f));
+      accountsPage(view);
+    }, formFields(f), ["Add account", "create-account"]));
 }
 
 function editAccount(view, account) {

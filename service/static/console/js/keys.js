@@ -1,7 +1,7 @@
 // Keys: an admin's every key (create, edit, disable, revoke, search), or a user's own keys within their allowance.
 import {all, api, query} from "./api.js";
 import {badge, day, el, field, fill, input, list, table, usd, when} from "./dom.js";
-import {dialog, notice, spendBar, toolbar} from "./widgets.js";
+import {actionForm, dialog, notice, spendBar, toolbar} from "./widgets.js";
 
 export async function keysPage(view, session, params) {
   const admin = session.kind === "admin";
@@ -94,25 +94,13 @@ function userForm(base, created) {
   }, [field("Name", name), field("Budget (USD)", budget)]);
 }
 
-// The "New key" form: POST `body()`, show the key once, refresh the table; the gateway's refusal stays on screen.
+// The "New key" form: POST `body()`, show the key once, refresh the table.
 function createForm(base, created, body, fields) {
-  const message = el("p", {class: "message"});
-  const form = el("form", {class: "card form-grid", onsubmit: async (event) => {
-    event.preventDefault();
-    try {
-      showNewKey(created, await api("POST", base, body()));
-      form.reset();
-      message.textContent = "";
-      refreshTable(base);
-    } catch (error) {
-      message.textContent = error.message;
-      message.className = "message error";
-    }
-  }},
-    el("h2", {}, "New key"), ...fields,
-    el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-key"}, "Create key")),
-    message);
-  return form;
+  return actionForm({class: "card form-grid"}, async (form) => {
+    showNewKey(created, await api("POST", base, body()));
+    form.reset();
+    refreshTable(base);
+  }, [el("h2", {}, "New key"), ...fields], ["Create key", "create-key"]);
 }
 
 async function allowance() {

@@ -1,7 +1,7 @@
 // The model catalog and its prices (USD per million tokens), with which enabled accounts serve each model.
 import {all, api} from "./api.js";
 import {badge, el, field, fill, input, number, table} from "./dom.js";
-import {dialog, toolbar} from "./widgets.js";
+import {actionForm, dialog, toolbar} from "./widgets.js";
 
 const PRICES = [["input_usd_per_mtok", "Input"], ["output_usd_per_mtok", "Output"],
                 ["cached_input_usd_per_mtok", "Cached input"], ["cache_write_usd_per_mtok", "Cache write 5 m"],
@@ -82,20 +82,11 @@ function formFields(fields, withId) {
 
 function addForm(view) {
   const fields = modelFields();
-  const message = el("p", {class: "message"});
   return el("details", {class: "card"}, el("summary", {}, "Add a model"),
-    el("form", {class: "form-grid", onsubmit: async (event) => {
-      event.preventDefault();
-      try {
-        await api("POST", "/v1/admin/models", {id: fields.id.value.trim(), ...modelBody(fields)});
-        modelsPage(view);
-      } catch (error) {
-        message.textContent = error.message;
-        message.className = "message error";
-      }
-    }}, ...formFields(fields, true),
-      el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-model"}, "Add model")),
-      message));
+    actionForm({class: "form-grid"}, async () => {
+      await api("POST", "/v1/admin/models", {id: fields.id.value.trim(), ...modelBody(fields)});
+      modelsPage(view);
+    }, formFields(fields, true), ["Add model", "create-model"]));
 }
 
 function editModel(view, model) {

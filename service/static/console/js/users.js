@@ -1,7 +1,7 @@
 // Users' allowances: what each email may put on keys of its own (a lifetime total) and how many live keys.
 import {all, api} from "./api.js";
 import {badge, el, field, fill, input, table} from "./dom.js";
-import {dialog, notice, spendBar, toolbar} from "./widgets.js";
+import {actionForm, dialog, notice, spendBar, toolbar} from "./widgets.js";
 
 export async function usersPage(view) {
   let users;
@@ -47,22 +47,12 @@ function userBody(f) {
 
 function addForm(view) {
   const f = userFields();
-  const message = el("p", {class: "message"});
-  return el("form", {class: "card form-grid", onsubmit: async (event) => {
-    event.preventDefault();
-    try {
-      await api("POST", "/v1/admin/users", {email: f.email.value.trim(), ...userBody(f)});
-      usersPage(view);
-    } catch (error) {
-      message.textContent = error.message;
-      message.className = "message error";
-    }
-  }},
-    el("h2", {}, "Give an allowance"),
-    field("Email", f.email), field("Allowance (USD)", f.budget, "lifetime total over the user's keys"),
-    field("Max live keys", f.maxKeys),
-    el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": "create-user"}, "Save allowance")),
-    message);
+  return actionForm({class: "card form-grid"}, async () => {
+    await api("POST", "/v1/admin/users", {email: f.email.value.trim(), ...userBody(f)});
+    usersPage(view);
+  }, [el("h2", {}, "Give an allowance"), field("Email", f.email),
+      field("Allowance (USD)", f.budget, "lifetime total over the user's keys"), field("Max live keys", f.maxKeys)],
+  ["Save allowance", "create-user"]);
 }
 
 function editUser(view, user) {

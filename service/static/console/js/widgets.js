@@ -1,5 +1,5 @@
 // Pieces every page shares: the page title bar, notices, the edit dialog, spend bars and charts.
-import {el, usd} from "./dom.js";
+import {el, fill, usd} from "./dom.js";
 
 export function toolbar(title, ...extra) {
   return el("div", {class: "toolbar"}, el("h1", {}, title), el("div", {class: "tools"}, ...extra));
@@ -17,25 +17,36 @@ export function spendBar(used, limit) {
   return el("div", {class: "spend"}, el("span", {}, `${usd(used)} of ${usd(limit)}`), limit ? bar : null);
 }
 
-/** A modal form; `save` runs on submit, its error shown in the dialog. */
-export function dialog(title, fields, save) {
+/** A form whose submit runs `action(form)`; the gateway's refusal is shown under it. `button` is
+[label, testid] for a primary submit button. */
+export function actionForm(attrs, action, children, button) {
   const message = el("p", {class: "message"});
-  const box = el("dialog", {class: "card"});
-  const form = el("form", {method: "dialog", class: "form-grid", onsubmit: async (event) => {
+  const form = el("form", {...attrs, onsubmit: async (event) => {
     event.preventDefault();
+    fill(message);
+    message.className = "message";
     try {
-      await save();
-      box.close();
+      await action(form);
     } catch (error) {
       message.textContent = error.message;
       message.className = "message error";
     }
-  }},
-    el("h2", {}, title), ...fields,
-    el("div", {class: "form-end"},
-      el("button", {type: "button", class: "ghost", onclick: () => box.close()}, "Cancel"),
-      el("button", {type: "submit", class: "primary", "data-testid": "save"}, "Save")),
+  }}, ...children,
+    button ? el("div", {class: "form-end"}, el("button", {type: "submit", class: "primary", "data-testid": button[1]}, button[0]))
+      : null,
     message);
+  return form;
+}
+
+/** A modal form; `save` runs on submit, its error shown in the dialog. */
+export function dialog(title, fields, save) {
+  const box = el("dialog", {class: "card"});
+  const cancel = el("button", {type: "button", class: "ghost", onclick: () => box.close()}, "Cancel");
+  const form = actionForm({class: "form-grid"}, async () => {
+    await save();
+    box.close();
+  }, [el("h2", {}, title), ...fields, el("div", {class: "form-end"}, cancel,
+    el("button", {type: "submit", class: "primary", "data-testid": "save"}, "Save"))]);
   box.append(form);
   box.addEventListener("close", () => box.remove());
   document.body.append(box);

@@ -135,9 +135,9 @@ def _row_filters(table: type, args: dict) -> Optional[pw.Expression]:
     if args.get("account"):
         condition &= table.account == args["account"]
     status = args.get("status")
-    failed = table.status_code >= 400 if table is RequestLog else table.failed == True  # noqa: E712
+    failed = table.status_code >= 400 if table is RequestLog else table.failed
     if status == "ok":
-        condition &= ~failed if table is RequestLog else table.failed == False  # noqa: E712
+        condition &= ~failed
     elif status == "error":
         condition &= failed
     elif status:

@@ -330,6 +330,45 @@ def test_admin_disables_an_account_and_sees_it_unavailable(tab, server):
     tab.screenshot("models")
 
 
+def test_admin_adds_and_edits_an_account_and_a_model(tab, server):
+    tab.sign_in_as_admin()
+    tab.go("Accounts")
+    tab.page.get_by_text("Add an account").click()
+    tab.testid("account-name").fill("team-openai")
+    tab.testid("account-provider").select_option("openai")
+    tab.testid("account-base-url").fill("http://127.0.0.1:9/v1")
+    tab.testid("account-api-key").fill("sk-upstream-secret-for-console")
+    tab.testid("account-models").fill("gpt-console-a, gpt-console-b")
+    tab.testid("create-account").click()
+    server.handed_out.add("sk-upstream-secret-for-console")
+    added = server.admin("GET", "/accounts/team-openai").json()
+    row = tab.row("accounts-table", added["id"])
+    row.wait_for()
+    assert "gpt-console-b" in row.inner_text() and "sk-upstream-secret-for-console" not in tab.page.content()
+    assert added["models"] == ["gpt-console-a", "gpt-console-b"] and added["base_url"] == "http://127.0.0.1:9/v1"
+    row.get_by_role("button", name="Edit").click()
+    tab.page.locator("dialog").get_by_test_id("account-weight").fill("5")
+    tab.page.locator("dialog").get_by_test_id("save").click()
+    tab.page.locator("dialog").wait_for(state="detached")
+    edited = server.admin("GET", "/accounts/team-openai").json()
+    assert edited["weight"] == 5 and edited["api_key"] == added["api_key"]  # an empty key field keeps it
+
+    tab.go("Models")
+    tab.page.get_by_text("Add a model").click()
+    tab.testid("model-id").fill("priced-by-console")
+    tab.testid("model-input_usd_per_mtok").fill("1.25")
+    tab.testid("model-output_usd_per_mtok").fill("10")
+    tab.testid("create-model").click()
+    tab.row("models-table", "priced-by-console").wait_for()
+    model = server.admin("GET", "/models/priced-by-console").json()
+    assert model["input_usd_per_mtok"] == "1.250000000" and model["output_usd_per_mtok"] == "10.000000000"
+    tab.row("models-table", "priced-by-console").get_by_role("button", name="Edit").click()
+    tab.page.locator("dialog").get_by_test_id("model-cached_input_usd_per_mtok").fill("0.125")
+    tab.page.locator("dialog").get_by_test_id("save").click()
+    tab.row("models-table", "priced-by-console").get_by_text("$0.125").wait_for()
+    server.admin("DELETE", f"/accounts/{added['id']}")
+
+
 def test_usage_charts_request_log_filters_and_csv(tab, server):
     keys = [server.create_key(name=name, budget="20") for name in ("research", "support-bot", "nightly-evals")]
     for index, (key, model) in enumerate([(keys[0], "echo-large"), (keys[0], "echo-spare"), (keys[1], "echo-spare"),

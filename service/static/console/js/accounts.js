@@ -17,7 +17,7 @@ export async function accountsPage(view) {
     const health = windows[account.id] || account;
     return [account.id, [
       el("div", {}, el("div", {class: "strong"}, account.name), el("small", {class: "muted"}, account.base_url || "built in")),
-      el("div", {}, account.provider, el("small", {class: "muted"}, ` · ${account.api}`)),
+      el("div", {class: "nowrap"}, account.provider, el("span", {class: "muted small"}, ` · ${account.api}`)),
       modelsCell(account),
       String(account.weight),
       state(account, health),

@@ -64,7 +64,7 @@ function keyFields(key = {}) {
     name: input({value: key.name || "", "data-testid": "key-name", maxlength: 200, placeholder: "ci-runner"}),
     budget: input({value: key.budget_usd ? String(Number(key.budget_usd)) : "", "data-testid": "key-budget",
                    inputmode: "decimal", placeholder: "no limit"}),
-    models: input({value: key.models ? key.models.join(", ") : "", "data-testid": "key-models", placeholder: "any (comma-separated)"}),
+    models: input({value: key.models ? key.models.join(", ") : "", "data-testid": "key-models", placeholder: "any, or a, b, c"}),
     rpm: input({value: key.rpm || "", "data-testid": "key-rpm", inputmode: "numeric", placeholder: "no limit"}),
     expires: input({type: "date", value: expires, "data-testid": "key-expires"}),
   };

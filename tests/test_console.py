@@ -22,7 +22,7 @@ import openai
 import pytest
 import requests
 import test_login
-from conftest import ROOT, free_port, start_server
+from conftest import ROOT, drop_database, free_port, start_server
 from playwright.sync_api import expect
 from test_login import smtp_url
 from test_usage import seed_rows
@@ -230,6 +230,25 @@ def test_sign_out_ends_the_session_on_the_server(server):
     assert replay.status_code == 401
     assert requests.get(server.v1 + "/console/session", cookies={"onekeyllm_console": stolen},
                         timeout=10).status_code == 401
+
+
+def test_cookie_is_secure_over_https_and_a_rotated_admin_token_ends_its_sessions(tmp_path):
+    first = start_server(tmp_path, name="rotate", extra_env={"ONEKEYLLM_TRUSTED_PROXIES": "1"})
+    try:
+        over_https = requests.post(first.v1 + "/console/session", json={"admin_token": first.admin_token},
+                                   headers={"X-Forwarded-Proto": "https"}, timeout=10)
+        assert over_https.status_code == 200 and "Secure" in over_https.headers["set-cookie"]
+        cookie = {"onekeyllm_console": over_https.cookies["onekeyllm_console"]}
+        assert requests.get(first.v1 + "/admin/keys", cookies=cookie, timeout=10).status_code == 200
+    finally:
+        first.stop()
+    rotated = start_server(tmp_path, name="rotate", database_url=first.database_url)  # a new admin token
+    try:
+        assert rotated.admin_token != first.admin_token
+        assert requests.get(rotated.v1 + "/admin/keys", cookies=cookie, timeout=10).status_code == 401
+    finally:
+        rotated.stop()
+        drop_database(first.database_url)
 
 
 # ---------------------------------------------------------------- admin in the browser

@@ -43,6 +43,10 @@ def _pepper() -> bytes:
     return current_app.extensions["onekeyllm"].secrets.pepper
 
 
+def _admin_token_hash() -> str:
+    return current_app.extensions["onekeyllm"].secrets.admin_token_hash
+
+
 def _csrf_for(token: str) -> str:
     # derived from the cookie's secret: nothing more to store, and worthless without the cookie
     return hash_secret(_pepper(), "console-csrf:" + token)
@@ -65,7 +69,8 @@ def open_session(kind: str, email: Optional[str] = None) -> tuple[Session, str]:
     token = secrets.token_urlsafe(32)
     lifetime = current_app.extensions["onekeyllm"].settings.console_session_seconds
     row = ConsoleSession.create(id=hash_secret(_pepper(), token), kind=kind, email=email, created_at=now,
-                                expires_at=now + lifetime)
+                                expires_at=now + lifetime,
+                                admin_token_hash=_admin_token_hash() if kind == ADMIN else None)
     return Session(row.id, kind, email, row.expires_at, _csrf_for(token)), token
 
 
@@ -87,6 +92,8 @@ def _load() -> Optional[Session]:
     row = ConsoleSession.get_or_none(ConsoleSession.id == digest)
     if row is None or not hmac.compare_digest(row.id, digest) or row.expires_at <= time.time():
         return None
+    if row.kind == ADMIN and not hmac.compare_digest(row.admin_token_hash or "", _admin_token_hash()):
+        return None  # opened with an admin token since rotated: it ends with that token
     return Session(row.id, row.kind, row.email, row.expires_at, _csrf_for(token))
 
 

@@ -240,6 +240,7 @@ class ConsoleSession(BaseModel):
     id = pw.CharField(primary_key=True, max_length=64)  # hash_secret(pepper, cookie value)
     kind = pw.CharField(max_length=10)  # "admin" or "user"
     email = pw.CharField(max_length=320, null=True)  # the user's, for kind "user"
+    admin_token_hash = pw.CharField(max_length=64, null=True)  # kind "admin": the token it was opened with
     created_at = pw.DoubleField()
     expires_at = pw.DoubleField(index=True)
 

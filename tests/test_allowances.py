@@ -24,6 +24,7 @@ def server(mailbox, tmp_path_factory):  # noqa: F811
     _, port = mailbox
     gateway = start_server(tmp_path_factory.mktemp("allowances"), name="allowances", extra_env={
         "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_LOGIN_SENDS_PER_IP": "1000",
+        "ONEKEYLLM_LOGIN_GUESSES_PER_IP": "1000",
         "ONEKEYLLM_LOGIN_DOMAINS": f"{SELF_SERVICE_DOMAIN.upper()}, other.example.org",
         "ONEKEYLLM_SELF_SERVICE_BUDGET_USD": "5", "ONEKEYLLM_USER_MAX_KEYS": "3"})
     yield gateway
@@ -218,3 +219,15 @@ def test_concurrent_creations_cannot_pass_the_allowance(mailbox, tmp_path):  # n
     finally:
         stop_gunicorn(master)
         drop_database(master.database_url)
+
+
+def test_another_users_key_id_as_a_cursor_is_an_unknown_id(server, mailbox):  # noqa: F811
+    alice, bob = address(), address()
+    alices = server.create_key(budget="1", email=alice)["id"]
+    for _ in range(2):
+        server.create_key(budget="1", email=bob)
+    token = log_in(server, mailbox, bob)
+    unknown = "key_" + uuid.uuid4().hex[:24]
+    pages = [user_call(server, token, "GET", "/keys", params={"after": cursor}) for cursor in (alices, unknown)]
+    assert pages[0].status_code == pages[1].status_code == 400
+    assert pages[0].text.replace(alices, "ID") == pages[1].text.replace(unknown, "ID")

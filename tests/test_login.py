@@ -72,6 +72,7 @@ def login_server(mailbox, tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("login"), name="login", extra_env={
         "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_JWT_SECRET": JWT_SECRET,
         "ONEKEYLLM_MAIL_FROM": "login@onekeyllm.test", "ONEKEYLLM_LOGIN_SENDS_PER_IP": "1000",
+        "ONEKEYLLM_LOGIN_GUESSES_PER_IP": "1000",
         "ONEKEYLLM_USER_MAX_KEYS": "3", "ONEKEYLLM_LOGIN_DOMAINS": "example.com",
         "ONEKEYLLM_SELF_SERVICE_BUDGET_USD": "20"})
     yield server

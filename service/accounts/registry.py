@@ -10,6 +10,7 @@ from typing import Optional
 from ..api_error import ApiError
 from ..bootstrap import ensure_catalog_models
 from ..gateway.catalog import bump_version
+from ..gateway.upstreams.scrub import scrub
 from ..ids import new_id
 from ..money import usd
 from ..storage.db import database
@@ -35,7 +36,8 @@ def account_view(row: Account) -> dict:
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,
             "enabled": row.enabled, "limits": limits, "created_at": row.created_at,
-            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None, "last_error": row.last_error}
+            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None,
+            "last_error": scrub(row.last_error, (row.api_key,))}  # rows written before scrubbing, too
 
 
 def get_account(account_id: str) -> Account:

@@ -20,7 +20,8 @@ from ..storage.models import ApiKey, UserAllowance
 from . import registry
 
 
-def _live_keys(email: str) -> pw.ModelSelect:
+def live_keys(email: str) -> pw.ModelSelect:
+    """The user's keys that work (not revoked): what `max_keys` counts, and what `GET /v1/keys` lists."""
     return ApiKey.select().where((ApiKey.email == email) & (ApiKey.revoked == False))  # noqa: E712
 
 
@@ -35,7 +36,7 @@ def allowance_view(row: UserAllowance) -> dict:
     """The allowance as the API shows it (money as decimal strings)."""
     return {"id": row.email, "object": "user", "email": row.email, "budget_usd": usd(row.budget_nano),
             "max_keys": row.max_keys, "used_usd": usd(row.used_nano),
-            "remaining_usd": usd(max(0, row.budget_nano - row.used_nano)), "live_keys": _live_keys(row.email).count(),
+            "remaining_usd": usd(max(0, row.budget_nano - row.used_nano)), "live_keys": live_keys(row.email).count(),
             "source": row.source, "created_at": row.created_at}
 
 
@@ -117,14 +118,14 @@ def create_user_key(pepper: bytes, email: str, name: str, budget_nano: Optional[
             budget_nano = max(0, row.budget_nano - row.used_nano)
         if budget_nano <= 0:
             raise _spent(row)
-        live = _live_keys(email).select(pw.fn.COUNT(ApiKey.id))
+        live = live_keys(email).select(pw.fn.COUNT(ApiKey.id))
         granted = (UserAllowance.update(used_nano=UserAllowance.used_nano + budget_nano)
                    .where((UserAllowance.email == email)
                           & (UserAllowance.used_nano + budget_nano <= UserAllowance.budget_nano)
                           & (live < UserAllowance.max_keys))
                    .execute())
         if not granted:
-            if _live_keys(email).count() >= row.max_keys:
+            if live_keys(email).count() >= row.max_keys:
                 raise ApiError(403, f"You have {row.max_keys} live keys, the most your allowance permits; "
                                "revoke one first.", type="permission_error", code="too_many_keys")
             raise _spent(row, budget_nano)

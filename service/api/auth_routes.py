@@ -68,7 +68,7 @@ def _state():
 def _policy() -> LoginPolicy:
     settings = _state().settings
     return LoginPolicy(ttl_seconds=settings.login_code_ttl, sends_per_address=settings.login_sends_per_address,
-                       sends_per_ip=settings.login_sends_per_ip)
+                       sends_per_ip=settings.login_sends_per_ip, guesses_per_ip=settings.login_guesses_per_ip)
 
 
 def _mail_text(code: str, ttl_seconds: int) -> str:
@@ -83,7 +83,7 @@ def log_in_by_code(email: str, code: str) -> None:
     """Use up the mailed code (401 when wrong, used or expired) and grant a first login its self-service
     allowance; a JWT (below) or a console session (console.py) follows."""
     settings = _state().settings
-    redeem_code(_state().secrets.pepper, email, code)
+    redeem_code(_state().secrets.pepper, email, code, request.remote_addr, _policy())
     users.grant_self_service(email, settings.login_domains, to_nano(settings.self_service_budget_usd),
                              settings.user_max_keys)
 
@@ -137,17 +137,13 @@ class Verify(MethodView):
 
 
 # ---------------------------------------------------------------- a user's own keys
-def _own_keys(email: str):
-    return ApiKey.select().where((ApiKey.email == email) & (ApiKey.revoked == False))  # noqa: E712
-
-
 @blp.route("/keys")
 class UserKeys(MethodView):
     @blp.arguments(ListArgsSchema, location="query")
     @blp.response(200, KeyListSchema)
     def get(self, args):
         """The caller's live keys (never their values)."""
-        return list_page(_own_keys(require_user_email()), ApiKey, args, registry.key_view)
+        return list_page(users.live_keys(require_user_email()), ApiKey, args, registry.key_view)
 
     @blp.arguments(UserKeyInSchema)
     @blp.response(201, KeyOutSchema)

@@ -36,6 +36,7 @@ from ..money import usd
 from ..storage import rollups
 from ..storage.db import connected
 from ..storage.models import ApiKey, RequestLog
+from ..storage.ratelimit import count_in_window
 from .blueprint import Blueprint
 from .usage_schemas import (
     AdminSummaryArgsSchema,
@@ -251,6 +252,19 @@ def _probe_accounts(accounts: list) -> None:
     capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
 
 
+REFRESHES_PER_MINUTE = 2  # per key (or per user JWT); each account is probed once per capacity.PROBE_INTERVAL anyway
+
+
+def _limit_refreshes(caller: Caller) -> None:
+    """429 once the caller asked for more refreshes this minute than allowed (counted in the database)."""
+    who = f"email:{caller.email}" if caller.email is not None else f"key:{caller.ids[0]}"
+    count, retry_after = count_in_window(f"capacity_refresh:{who}", 60)
+    if count > REFRESHES_PER_MINUTE:
+        raise ApiError(429, f"Capacity refreshes are limited to {REFRESHES_PER_MINUTE} per minute; "
+                       f"try again in {retry_after} s (GET /v1/usage/account_capacity shows the last reading).",
+                       code="rate_limit_exceeded", headers={"retry-after": str(retry_after)})
+
+
 def _capacity_body(accounts: list) -> dict:
     return {"object": "list", "data": capacity.capacity_view(accounts)}
 
@@ -309,7 +323,9 @@ class AccountCapacityRefresh(MethodView):
     @blp.response(200, CapacityListSchema)
     def post(self):
         """Probe each of those accounts (a cheap model listing), record health and headers; then the same body."""
-        accounts = serving_accounts(g.usage_caller)
+        caller: Caller = g.usage_caller
+        _limit_refreshes(caller)
+        accounts = serving_accounts(caller)
         _probe_accounts(accounts)
         return _capacity_body(accounts)
 

@@ -24,7 +24,7 @@ from .catalog import AccountInfo, ModelInfo, latest, snapshot
 from .codecs import CodecError, anthropic, openai_chat, openai_responses
 from .file_parts import resolve_file_parts
 from .router import cooldowns, order_accounts
-from .sse import KEEPALIVE, batches_with_keepalive, encode_event, read_events
+from .sse import KEEPALIVE, batches_with_keepalive, encode_event
 from .tokens import estimate_request, estimate_text
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
@@ -424,7 +424,7 @@ def _stream(turn: Turn, upstream, answer, passthrough: bool) -> Iterator[bytes]:
         return _passthrough_stream(turn, answer, parser)
 
     def canonical_events():
-        for name, data in read_events(answer.iter_bytes()):
+        for name, data in answer.events():  # error events scrubbed of credentials (upstreams/scrub.py)
             yield from parser.feed(name, data)
         yield from parser.close()
 
@@ -516,7 +516,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     inbound = turn.call.inbound
     status, error, final = CLIENT_CLOSED, None, None
     adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
-    source = batches_with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
+    source = batches_with_keepalive(answer.events(), turn.call.settings.keepalive_seconds)
     out: list = []  # encoded, not yet written
     try:
         for batch in source:

@@ -150,14 +150,19 @@ class Conversation(BaseModel):
 
 
 class ConversationItem(BaseModel):
+    """One item of a conversation. `item_id` is the id clients see (theirs, or ours), unique in its conversation
+    only, so an id another key chose is free for this one; `id` names the row."""
+
     id = pw.CharField(primary_key=True, max_length=80)
     conversation_id = pw.CharField(max_length=80, index=True)
+    item_id = pw.CharField(max_length=80, null=True)  # null only in rows older than m007: their id is `id`
     seq = pw.BigIntegerField()
     created_at = pw.BigIntegerField(default=now)
     item = JSONField()
 
     class Meta:
         table_name = "conversation_item"
+        indexes = ((("conversation_id", "item_id"), False),)
 
 
 class StoredFile(BaseModel):

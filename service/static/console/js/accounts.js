@@ -33,7 +33,7 @@ export async function accountsPage(view) {
 }
 
 function state(account, health) {
-  if (!account.enabled) return badge("Disabled", "grey");
+  if (!account.enabled) return el("div", {}, badge("Disabled", "grey"), el("small", {class: "muted"}, "unavailable to clients"));
   if (health.cooldown_until && health.cooldown_until * 1000 > Date.now()) {
     return el("div", {}, badge("Cooling down", "amber"), el("small", {class: "muted"}, ` until ${when(health.cooldown_until)}`));
   }

@@ -360,9 +360,9 @@ def test_admin_adds_and_edits_an_account_and_a_model(tab, server):
     tab.testid("account-models").fill("gpt-console-a, gpt-console-b")
     tab.testid("create-account").click()
     server.handed_out.add("sk-upstream-secret-for-console")
+    tab.page.locator('[data-testid="accounts-table"] tr', has_text="team-openai").wait_for()
     added = server.admin("GET", "/accounts/team-openai").json()
     row = tab.row("accounts-table", added["id"])
-    row.wait_for()
     assert "gpt-console-b" in row.inner_text() and "sk-upstream-secret-for-console" not in tab.page.content()
     assert added["models"] == ["gpt-console-a", "gpt-console-b"] and added["base_url"] == "http://127.0.0.1:9/v1"
     row.get_by_role("button", name="Edit").click()

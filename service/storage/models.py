@@ -253,9 +253,6 @@ class ConsoleSession(BaseModel):
         table_name = "console_session"
 
 
-TABLES_CONSOLE = [ConsoleSession]
-
-
 class UsageDaily(BaseModel):
     """The request log summed per UTC day, key, model, account and outcome, for days no row can still join
     (storage/rollups.py): what the console's spend charts read instead of a million rows."""
@@ -277,4 +274,4 @@ class UsageDaily(BaseModel):
         indexes = ((("day",), False), (("key_id", "day"), False))
 
 
-TABLES_CONSOLE.append(UsageDaily)
+TABLES_CONSOLE = [ConsoleSession, UsageDaily]

@@ -47,6 +47,7 @@ class Settings:
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
     bind: str = "127.0.0.1:8000"  # where `onekeyllm serve` listens (host:port); gunicorn.conf.py reads it too
+    console_session_seconds: int = 8 * 3600  # how long a web console sign-in lasts
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +84,7 @@ class Settings:
             trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
             pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),
             bind=_env("ONEKEYLLM_BIND", cls.bind),
+            console_session_seconds=int(_env("ONEKEYLLM_CONSOLE_SESSION_SECONDS", str(cls.console_session_seconds))),
             env_accounts=accounts,
         )
 

@@ -32,6 +32,7 @@ from .catalog import ModelInfo
 from .pricing import highest_input_price, price_tokens, prices_of
 
 DEFAULT_MAX_OUTPUT = 4096
+OUTPUT_TOKENS_MAX = 10**9
 
 
 def price_usage(model: ModelInfo, usage: Usage) -> int:
@@ -85,7 +86,9 @@ def plan_reservation(key: Optional[ApiKey], model: ModelInfo, input_bound: int,
 
 def _plan(key: Optional[ApiKey], model: ModelInfo, input_bound: int, requested_output: Optional[int],
           cache_writes: bool) -> Reservation:
-    wanted = requested_output or model.max_output_tokens or DEFAULT_MAX_OUTPUT
+    # never more than the model can write, nor than a token count holds (rows keep 32-bit counts)
+    wanted = min(requested_output or model.max_output_tokens or DEFAULT_MAX_OUTPUT,
+                 model.max_output_tokens or OUTPUT_TOKENS_MAX, OUTPUT_TOKENS_MAX)
     input_cost = cost_nano(input_bound, highest_input_price(prices_of(model), cache_writes))
     out_price = model.output_nano_per_mtok
     capped = False

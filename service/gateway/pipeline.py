@@ -84,6 +84,7 @@ class Turn:
     input_bound: int = 0  # input tokens no upstream can count more of (what is reserved)
     requested_output: Optional[int] = None  # the client's own output limit, if it set one
     prices: Optional[str] = None  # the model's prices as planned (pricing.prices_json), kept in the log row
+    watch: OutputWatch = field(default_factory=lambda: OutputWatch(None))  # the stream's output against the cap
     reservation: Optional[billing.Reservation] = None
     thread: Optional[threads.Thread] = None  # Responses only: the gateway's state for this call
     account: Optional[AccountInfo] = None
@@ -220,6 +221,7 @@ def _plan(turn: Turn) -> None:
     except billing.BudgetExhausted:
         raise _budget_exhausted() from None
     request.max_output_tokens = turn.reservation.max_output_tokens
+    turn.watch = OutputWatch(request.max_output_tokens)
     prices = prices_of(turn.model)
     turn.prices = prices_json(prices)
     turn.reservation.pending = billing.PendingRow(call.endpoint, request.model, request.stream, turn.input_estimate,
@@ -338,9 +340,12 @@ def _complete_usage(turn: Turn, response: Response) -> Usage:
     if not usage.input_tokens:
         usage.input_tokens = turn.input_estimate
     if not usage.output_tokens:
-        usage.output_tokens = sum(estimate_text(p.text) if isinstance(p, TextPart)
-                                  else estimate_text(p.arguments) + 3 if isinstance(p, ToolCallPart) else 0
-                                  for p in response.parts)
+        counted = sum(estimate_text(p.text) if isinstance(p, TextPart)
+                      else estimate_text(p.arguments) + 3 if isinstance(p, ToolCallPart) else 0
+                      for p in response.parts)
+        # each delta streamed carried a token at least; the upstream was sent the cap, and a stream past it is
+        # stopped there: a local count is never below the one, nor above the other
+        usage.output_tokens = min(max(counted, turn.watch.seen), turn.request.max_output_tokens or counted)
     return usage
 
 
@@ -461,7 +466,7 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     status, error = CLIENT_CLOSED, None
     source = batches_with_keepalive(events, turn.call.settings.keepalive_seconds)
-    watch = OutputWatch(turn.request.max_output_tokens)
+    watch = turn.watch
     out: list = []  # encoded, not yet written
     try:
         for batch in source:
@@ -531,7 +536,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     status, error, final = CLIENT_CLOSED, None, None
     adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
     source = batches_with_keepalive(answer.events(), turn.call.settings.keepalive_seconds)
-    watch = OutputWatch(turn.request.max_output_tokens)
+    watch = turn.watch
     out: list = []  # encoded, not yet written
     try:
         for batch in source:

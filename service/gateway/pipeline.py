@@ -95,10 +95,13 @@ def handle(call: Call) -> Answer:
             raise
     try:
         return _dispatch(turn, accounts)
-    except BaseException:
+    except BaseException as error:
         if not turn.settled:
-            with connected():
-                billing.release(turn.reservation)
+            if turn.account is not None and not isinstance(error, Exception):  # ended by a stop mid-call
+                _settle(turn, CLIENT_CLOSED, Usage(), error="The gateway stopped before the upstream answered.")
+            else:
+                with connected():
+                    billing.release(turn.reservation)
         raise
 
 

@@ -9,7 +9,8 @@ the grant's transaction already holds), so it costs no round trip of its own, an
 overshoot a limit: on PostgreSQL they queue on the limited accounts' rows, locked in one order, and each
 statement after the lock sees every hold and row committed before it.
 
-The first candidate that is not cooling down and fits is the pick; None when none does.
+The first candidate that is not cooling down (`cooled_ok`: cooling or not) and fits is the pick; None when
+none does.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ MEASURES = ("usd", "requests", "tokens")
 
 PICK_ACCOUNT_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION okl_pick_account(candidates text[], worst_nano bigint, worst_tokens bigint,
-                                            now_ts double precision) RETURNS text
+                                            now_ts double precision, cooled_ok boolean) RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     cid text;
@@ -42,7 +43,7 @@ BEGIN
     FOREACH cid IN ARRAY candidates LOOP
         SELECT a.name, a.cooldown_until, COALESCE(NULLIF(a.limits, ''), '{}')::json AS lim INTO acct
             FROM account a WHERE a.id = cid AND a.enabled;
-        CONTINUE WHEN NOT FOUND OR acct.cooldown_until > now_ts;
+        CONTINUE WHEN NOT FOUND OR (acct.cooldown_until > now_ts AND NOT cooled_ok);
         lim := acct.lim;
         fits := true;
         hr := NULL;
@@ -72,7 +73,8 @@ END $$;
 """
 
 
-def _limit(limits: dict, window: str, measure: str) -> Optional[int]:
+def window_limit(limits: dict, window: str, measure: str) -> Optional[int]:
+    """An account's limit for one measure of one window (None: unlimited)."""
     value = (limits or {}).get(f"{window}_{measure}")
     return None if value is None else int(value)
 
@@ -80,7 +82,7 @@ def _limit(limits: dict, window: str, measure: str) -> Optional[int]:
 def _fits(account: Account, worst_nano: int, worst_tokens: int, now: float) -> bool:
     held = None
     for window, seconds in WINDOWS:
-        limits = {measure: _limit(account.limits, window, measure) for measure in MEASURES}
+        limits = {measure: window_limit(account.limits, window, measure) for measure in MEASURES}
         if all(limit is None for limit in limits.values()):
             continue
         if held is None:
@@ -99,7 +101,8 @@ def _fits(account: Account, worst_nano: int, worst_tokens: int, now: float) -> b
     return True
 
 
-def pick_account_sqlite(candidates: list, worst_nano: int, worst_tokens: int, now: float) -> Optional[str]:
+def pick_account_sqlite(candidates: list, worst_nano: int, worst_tokens: int, now: float,
+                        cooled_ok: bool = False) -> Optional[str]:
     """The rule of `okl_pick_account`, for SQLite: call it inside the grant's (write-locked) transaction."""
     if not candidates:
         return None
@@ -108,7 +111,7 @@ def pick_account_sqlite(candidates: list, worst_nano: int, worst_tokens: int, no
             .where(Account.id.in_(list(candidates)))}
     for account_id in candidates:
         row = rows.get(account_id)
-        if row is None or not row.enabled or float(row.cooldown_until or 0) > now:
+        if row is None or not row.enabled or (float(row.cooldown_until or 0) > now and not cooled_ok):
             continue
         if _fits(row, worst_nano, worst_tokens, now):
             return account_id
@@ -123,5 +126,5 @@ def account_state(candidates: list) -> list:
 
 
 ACCOUNT_STATE_SQL_POSTGRES = ("(SELECT json_agg(json_build_array(id, cooldown_until, "
-                              "COALESCE(NULLIF(last_headers, ''), '{}')::json, last_checked_at))::text "
+                              "COALESCE(NULLIF(last_headers, ''), 'null')::json, last_checked_at))::text "
                               "FROM account WHERE id = ANY(%s::text[]))")

@@ -130,7 +130,9 @@ def stop_server(server, graceful_timeout: float) -> None:
     import gevent
 
     def stopping():
-        server.close()
+        # not server.close(): it would end serve_forever, and with it every request, at once
+        server.stop_accepting()
+        server.socket.close()
         drain(budget(graceful_timeout))
         server.stop(timeout=1)
 

@@ -26,7 +26,7 @@ import requests
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from loadkill import Bench, Load, read_ledger, usd  # noqa: E402  (the mix, the load and the ledger)
+from loadkill import Bench, Load, read_ledger, run_then_clean_up, usd  # noqa: E402  (the mix, load, ledger)
 from run import DEFAULT_POSTGRES, PYTHON, child_pids, free_port, postgres_answers, server_env, wait_http  # noqa: E402
 
 NAMESPACED = ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c",
@@ -61,16 +61,7 @@ def main(argv: Optional[list] = None) -> int:
     if not postgres_answers(args.postgres):
         print(f"PostgreSQL does not answer at {args.postgres}", file=sys.stderr)
         return 2
-    bench = Bench(args)
-    code = 1
-    try:
-        code = run(bench, args)
-        return code
-    finally:
-        bench.procs.stop_all()
-        bench.database.drop()
-        if code != 0:
-            print(f"  logs kept in {bench.workdir}", file=sys.stderr)
+    return run_then_clean_up(args, run)
 
 
 def run(bench: Bench, args: argparse.Namespace) -> int:

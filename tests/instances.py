@@ -7,12 +7,15 @@ Loads are bounded (a few dozen calls at most) so that they fit CI's two cores.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from conftest import Server, clear_of_window_boundary, free_port, start_server
@@ -98,6 +101,50 @@ def over_both(pair: tuple, calls: int, one, threads: int | None = None) -> list:
     """`one(server, i)` for i in range(calls), alternately on each instance, all at once; the results."""
     with ThreadPoolExecutor(max_workers=threads or calls) as pool:
         return list(pool.map(lambda i: one(pair[i % 2], i), range(calls)))
+
+
+class CountdownUpstream(ThreadingHTTPServer):
+    """An OpenAI Chat upstream that allows `allowed` requests a minute and says so in its rate-limit headers
+    (`x-ratelimit-remaining-requests` counts down to 0); it answers every request it gets, and counts them."""
+
+    daemon_threads = True
+
+    def __init__(self, allowed: int):
+        super().__init__(("127.0.0.1", 0), _CountdownHandler)
+        self.allowed, self.calls, self.lock = allowed, 0, threading.Lock()
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def __enter__(self) -> "CountdownUpstream":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _CountdownHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        with self.server.lock:
+            self.server.calls += 1
+            remaining = max(0, self.server.allowed - self.server.calls)
+        data = json.dumps({"id": f"chatcmpl-countdown{self.server.calls}", "object": "chat.completion",
+                           "created": int(time.time()), "model": body.get("model"),
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": "ok"}}],
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+        self.send_response(200)
+        for name, value in {"content-type": "application/json", "content-length": str(len(data)),
+                            "x-ratelimit-limit-requests": str(self.server.allowed),
+                            "x-ratelimit-remaining-requests": str(remaining),
+                            "x-ratelimit-reset-requests": "60s"}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
 
 
 # ---------------------------------------------------------------- checks the tests run on a pair of instances

@@ -20,6 +20,7 @@ import requests
 from conftest import fresh_database_url, is_postgres, start_server
 from instances import (
     LEASE_SECONDS,
+    CountdownUpstream,
     check_an_account_limit_holds_over_both,
     check_concurrent_calls_never_overspend,
     check_rpm_is_exact_across_instances,
@@ -97,6 +98,20 @@ def test_after_a_cooled_a_failing_account_bs_calls_do_not_reach_it(pair, upstrea
     statuses = [chat(b.url, key, model).status_code for _ in range(8)]
     assert statuses == [200] * 8
     assert upstream.count(failing) == before + 1, "B called an account A had cooled down"
+
+
+@needs_postgres
+def test_an_upstreams_spent_rate_limit_seen_by_one_instance_steers_every_process(pair):
+    a, b = servers(pair)
+    model = f"fleet-{uuid.uuid4().hex[:8]}"
+    a.create_model(model, input_usd_per_mtok="1", output_usd_per_mtok="1")
+    with CountdownUpstream(allowed=5) as limited:
+        a.create_account(provider="openai", base_url=limited.url, api_key="sk-up-fleet", models=[model])
+        key = a.create_key(budget="10", name="fleet-headers")["key"]
+        statuses = [chat((a, b)[i % 2].url, key, model).status_code for i in range(12)]
+        # four worker processes: none calls the account again once any of them was told "0 remaining"
+        assert statuses == [200] * 5 + [503] * 7, statuses
+        assert limited.calls == 5
 
 
 @needs_postgres

@@ -42,40 +42,52 @@ log = logging.getLogger("onekeyllm.capacity")
 
 _last: dict = {}  # account id -> (observed at, rate-limit headers)
 _unwritten: dict = {}  # account id -> (observed at, headers) not yet in its row
+_persisted: dict = {}  # account id -> when this process last had them written
+_writing: set = set()  # accounts whose headers this process is writing now
+PERSIST_EVERY = 1.0  # seconds between two writes of one account's headers by one process
 _lock = threading.Lock()
 
 
 # ---------------------------------------------------------------- upstream rate-limit headers
 def remember_headers(account_id: str, headers: dict) -> None:
-    """Keep an upstream's rate-limit headers, here and in the account row (written off the call's path)."""
+    """Keep an upstream's rate-limit headers, here and in the account row: before the answer when they say a
+    limit is spent (no process may call the account meanwhile), else off the call's path, at most every
+    PERSIST_EVERY seconds per account and process (what every grant reads is at most that old)."""
     now = time.time()
+    spent = any(reading.get("remaining") == 0 for reading in parse_rate_limits(headers, now).values())
     with _lock:
         _last[account_id] = (now, headers)
-        writing = account_id in _unwritten
         _unwritten[account_id] = (now, headers)
-    if not writing:  # one writer per account at a time; it writes whatever is latest when it runs
+        due = spent or now - _persisted.get(account_id, 0) >= PERSIST_EVERY
+        if due:
+            _persisted[account_id] = now
+        start = due and not spent and account_id not in _writing
+        if start:
+            _writing.add(account_id)
+    if spent:
+        _write_row(account_id, now, headers)
+    elif start:
         threading.Thread(target=_write_headers, args=(account_id,), daemon=True).start()
 
 
+def _write_row(account_id: str, observed_at: float, headers: dict) -> None:
+    with connected():
+        Account.update(last_headers=headers, last_checked_at=int(observed_at), healthy=True).where(
+            Account.id == account_id).execute()
+
+
 def _write_headers(account_id: str) -> None:
+    """Write the account's latest headers not yet written (one writer per account and process at a time)."""
     try:
-        with connected():
-            while True:
-                with _lock:
-                    entry = _unwritten.get(account_id)
-                if entry is None:
-                    return
-                observed_at, headers = entry
-                Account.update(last_headers=headers, last_checked_at=int(observed_at), healthy=True).where(
-                    Account.id == account_id).execute()
-                with _lock:
-                    if _unwritten.get(account_id) is entry:
-                        del _unwritten[account_id]
-                        return
-    except Exception:  # noqa: BLE001 - the next answer's headers are written again
         with _lock:
-            _unwritten.pop(account_id, None)
+            entry = _unwritten.pop(account_id, None)
+        if entry is not None:
+            _write_row(account_id, *entry)
+    except Exception:  # noqa: BLE001 - a later answer's headers are written again
         log.warning("could not write an account's rate-limit headers", exc_info=True)
+    finally:
+        with _lock:
+            _writing.discard(account_id)
 
 
 def learn(account_state: list) -> None:
@@ -85,7 +97,8 @@ def learn(account_state: list) -> None:
         cooldowns.learn(account_id, float(cooldown_until or 0))
         if headers and checked_at is not None:
             entry = _last.get(account_id)
-            if entry is None or float(checked_at) >= entry[0]:
+            # the row keeps whole seconds: a reading of the same second as ours may be the later one
+            if entry is None or float(checked_at) >= int(entry[0]):
                 _last[account_id] = (float(checked_at), headers)
 
 
@@ -358,6 +371,7 @@ def _record_probe(result: ProbeResult, now: float) -> None:
         values["last_headers"] = result.headers
         with _lock:
             _last[account.id] = (now, result.headers)
+            _persisted[account.id] = now
     if error is None:
         cooldowns.clear(account.id)
         values.update(last_error=None, cooldown_until=0)

@@ -624,6 +624,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the listen backlog: 5 by default, and 40 calls at once were refused
 
     def __init__(self, address: tuple[str, int], fake: "FakeUpstream", verbose: bool = False) -> None:
         super().__init__(address, _Handler)

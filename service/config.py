@@ -32,6 +32,7 @@ class Settings:
     cors_origins: Optional[str] = None
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
+    bind: str = "127.0.0.1:8000"  # where `onekeyllm serve` listens (host:port); gunicorn.conf.py reads it too
     lease_seconds: float = 30.0  # a process not heard from this long is dead: others give its holds back
     graceful_timeout: float = 30.0  # SIGTERM: how long calls in flight may take to finish before they are ended
     env_accounts: dict = field(default_factory=dict)
@@ -66,6 +67,7 @@ class Settings:
             cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
             trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
             pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),
+            bind=_env("ONEKEYLLM_BIND", cls.bind),
             lease_seconds=max(1.0, float(_env("ONEKEYLLM_LEASE_SECONDS", str(cls.lease_seconds)))),
             graceful_timeout=max(0.0, float(_env("ONEKEYLLM_GRACEFUL_TIMEOUT", str(cls.graceful_timeout)))),
             env_accounts=accounts,

@@ -83,6 +83,9 @@ def build_app(config: Optional[dict] = None) -> Flask:
         "extra_plugins": [ErrorResponsesPlugin()]})
     errors.register_error_handlers(app)
     install_headers(app, settings.cors_origins)
+    from .http.draining import track
+
+    app.wsgi_app = track(app.wsgi_app)  # a stop knows which requests are in flight (http/draining.py)
     if settings.trusted_proxies:
         # the client's address as the last `trusted_proxies` proxies saw it (per-IP limits), never more
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -90,4 +93,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     register_blueprints(api)
     register_docs_assets(app)
+    from .gateway.leases import start_heartbeat
+
+    start_heartbeat(settings.lease_seconds)  # before the first hold: others tell by it whether this process runs
     return app

@@ -169,6 +169,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent.pywsgi import WSGIServer
 
     from . import create_app
+    from .http.draining import stop_server
 
     settings = _settings()
     host, port = parse_bind(settings.bind)
@@ -179,8 +180,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app()
     access_log = None if args.quiet else "default"
     server = WSGIServer(listener, app, log=access_log, error_log="default")
-    gevent.signal_handler(signal.SIGTERM, server.stop, 5)
-    gevent.signal_handler(signal.SIGINT, server.stop, 5)
+    graceful = app.extensions["onekeyllm"].settings.graceful_timeout
+    gevent.signal_handler(signal.SIGTERM, stop_server, server, graceful)
+    gevent.signal_handler(signal.SIGINT, stop_server, server, graceful)
     print(f"OneKeyLLM listening on http://{host}:{port}", flush=True)
     server.serve_forever()
     return 0

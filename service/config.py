@@ -48,6 +48,8 @@ class Settings:
     pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
     bind: str = "127.0.0.1:8000"  # where `onekeyllm serve` listens (host:port); gunicorn.conf.py reads it too
     console_session_seconds: int = 8 * 3600  # how long a web console sign-in lasts
+    lease_seconds: float = 30.0  # a process not heard from this long is dead: others give its holds back
+    graceful_timeout: float = 30.0  # SIGTERM: how long calls in flight may take to finish before they are ended
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -85,6 +87,8 @@ class Settings:
             pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),
             bind=_env("ONEKEYLLM_BIND", cls.bind),
             console_session_seconds=int(_env("ONEKEYLLM_CONSOLE_SESSION_SECONDS", str(cls.console_session_seconds))),
+            lease_seconds=max(1.0, float(_env("ONEKEYLLM_LEASE_SECONDS", str(cls.lease_seconds)))),
+            graceful_timeout=max(0.0, float(_env("ONEKEYLLM_GRACEFUL_TIMEOUT", str(cls.graceful_timeout)))),
             env_accounts=accounts,
         )
 

@@ -19,7 +19,7 @@ from ..storage.models import Account, ApiKey
 from ..storage.ratelimit import count_in_window
 from . import billing, threads
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
-from .capacity import headroom
+from .capacity import has_window_limits, headroom, learn
 from .catalog import AccountInfo, ModelInfo, latest, snapshot
 from .codecs import CodecError, anthropic, opaque_reasoning, openai_chat, openai_responses
 from .file_parts import resolve_file_parts
@@ -83,6 +83,7 @@ class Turn:
     thread: Optional[threads.Thread] = None  # Responses only: the gateway's state for this call
     account: Optional[AccountInfo] = None
     settled: bool = False
+    candidates: list = field(default_factory=list)  # the accounts to try, as known before the grant
 
 
 def handle(call: Call) -> Answer:
@@ -95,10 +96,13 @@ def handle(call: Call) -> Answer:
             raise
     try:
         return _dispatch(turn, accounts)
-    except BaseException:
+    except BaseException as error:
         if not turn.settled:
-            with connected():
-                billing.release(turn.reservation)
+            if turn.account is not None and not isinstance(error, Exception):  # ended by a stop mid-call
+                _settle(turn, CLIENT_CLOSED, Usage(), error="The gateway stopped before the upstream answered.")
+            else:
+                with connected():
+                    billing.release(turn.reservation)
         raise
 
 
@@ -131,8 +135,9 @@ def _prepare(call: Call, again: bool = False) -> tuple:
     checked = call.key is not None
     if checked:
         _check_key(call.key, request.model, count=not again)
-    turn = _start_turn(call, request, snap.models[request.model], thread)
+    turn = _start_turn(call, request, snap.models[request.model], thread, accounts)
     granted = _reserve(turn)
+    learn(granted.account_state)
     try:
         if not checked:
             _check_key(granted, request.model)
@@ -184,7 +189,8 @@ def _check_rpm(key: ApiKey) -> None:
                            code="rate_limit_exceeded", headers={"retry-after": str(retry_after)})
 
 
-def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional[threads.Thread]) -> Turn:
+def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional[threads.Thread],
+                accounts: list) -> Turn:
     prefix, sep = ID_PREFIXES[call.inbound]
     if thread is not None:
         thread.prepend_history(request)
@@ -195,7 +201,8 @@ def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional
                         include_usage=bool((call.body.get("stream_options") or {}).get("include_usage"))
                         if isinstance(call.body.get("stream_options"), dict) else False)
     turn = Turn(call=call, request=request, model=model, ctx=ctx, input_estimate=estimate_request(request),
-                started=time.time(), thread=thread)
+                started=time.time(), thread=thread, candidates=opaque_reasoning.same_provider_first(
+                    order_accounts(accounts, headroom=headroom), request.messages))
     _plan(turn)
     return turn
 
@@ -208,6 +215,7 @@ def _plan(turn: Turn) -> None:
                                                     request.max_output_tokens)
     except billing.BudgetExhausted:
         raise _budget_exhausted() from None
+    turn.reservation.candidates = tuple(account.id for account in turn.candidates)  # the grant picks one
     if turn.reservation.capped:
         request.max_output_tokens = turn.reservation.max_output_tokens
 
@@ -217,10 +225,27 @@ def _timeouts(settings: Settings) -> Timeouts:
     return Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout)
 
 
+def _route(turn: Turn, accounts: list) -> Iterator[AccountInfo]:
+    """The accounts to try: the one the grant picked first, then the others in order (cooldowns as the grant
+    read them), each only once the hold is moved onto it (its window limits checked: failover only)."""
+    reservation = turn.reservation
+    ordered = opaque_reasoning.same_provider_first(order_accounts(accounts, headroom=headroom),
+                                                   turn.request.messages)
+    picked = reservation.account_id
+    if picked is not None:
+        ordered.sort(key=lambda account: account.id != picked)
+    for account in ordered:
+        if account.id != reservation.account_id and (reservation.account_id is not None
+                                                      or has_window_limits(account.limits)):
+            with connected():
+                if not billing.reserve_account(reservation, account.id):
+                    continue
+        yield account
+
+
 def _dispatch(turn: Turn, accounts: list) -> Answer:
     failures: list = []
-    ordered = order_accounts(accounts, headroom=headroom)
-    for account in opaque_reasoning.same_provider_first(ordered, turn.request.messages):
+    for account in _route(turn, accounts):
         turn.account = account
         upstream = upstream_for(account, _timeouts(turn.call.settings))
         if upstream.provider == "echo":
@@ -284,6 +309,9 @@ def _note_stream_failure(turn: Turn, error: Exception) -> None:
 
 
 def _note_success(account: AccountInfo, rate_limits: dict) -> None:
+    if cooldowns.is_cool(account.id):  # tried while cooling down, and it answered: it is back for everyone
+        with connected():
+            Account.update(cooldown_until=0).where(Account.id == account.id).execute()
     cooldowns.clear(account.id)
     if rate_limits:
         from .capacity import remember_headers

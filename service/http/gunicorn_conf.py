@@ -36,3 +36,11 @@ def on_starting(server):
     done = subprocess.run([sys.executable, "-m", "service.cli", "init"], check=False)
     if done.returncode != 0:  # `init` said why in one line on stderr; no traceback of ours after it
         raise SystemExit(done.returncode)
+
+
+def post_worker_init(worker):
+    """SIGTERM in a worker: its calls in flight finish within the graceful timeout, the rest are ended and
+    settled (status 499, holds given back) before the master's SIGKILL (service/http/draining.py)."""
+    from service.http.draining import watch_worker
+
+    watch_worker(worker, graceful_timeout)

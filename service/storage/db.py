@@ -86,6 +86,7 @@ class Checkpointer:
     def __init__(self) -> None:
         self.path: Optional[str] = None
         self.runs = 0  # checkpoints done, for diagnostics
+        self.stopped = False
 
     def start(self, path: str) -> None:
         if self.path is not None or path == ":memory:":
@@ -102,8 +103,10 @@ class Checkpointer:
 
         pool = gevent.get_hub().threadpool
         connection = None
-        while True:
+        while not self.stopped:
             gevent.sleep(CHECKPOINT_SECONDS)
+            if self.stopped:
+                break
             try:
                 if connection is None:
                     connection = pool.apply(sqlite3.connect, (self.path,), {"check_same_thread": False,
@@ -113,6 +116,12 @@ class Checkpointer:
             except Exception:  # noqa: BLE001 - the commits' own checkpoints still bound the WAL
                 log.warning("could not checkpoint the SQLite WAL", exc_info=True)
                 connection = None
+        if connection is not None:
+            pool.apply(connection.close)
+
+    def stop(self) -> None:
+        """Checkpoint no more (a stopping process): its thread is left with nothing to wait for."""
+        self.stopped = True
 
 
 CHECKPOINTER = Checkpointer()

@@ -212,6 +212,8 @@ class BudgetHold(BaseModel):
     amount_nano = pw.BigIntegerField()
     owner = pw.CharField(max_length=300)
     created_at = pw.DoubleField()
+    account_id = pw.CharField(max_length=40, null=True)  # the account whose window capacity it also holds
+    tokens = pw.BigIntegerField(null=True)  # the worst-case tokens it holds on that account
 
     class Meta:
         table_name = "budget_hold"
@@ -230,6 +232,17 @@ class UserAllowance(BaseModel):
 
     class Meta:
         table_name = "user_allowance"
+
+
+class ProcessLease(BaseModel):
+    """A running gateway process, renewed while it runs: a lapsed lease is a dead owner (gateway/leases.py)."""
+
+    owner = pw.CharField(primary_key=True, max_length=300)  # the name on its budget holds (holds.owner)
+    started_at = pw.DoubleField()
+    expires_at = pw.DoubleField()
+
+    class Meta:
+        table_name = "process_lease"
 
 
 TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
@@ -275,3 +288,4 @@ class UsageDaily(BaseModel):
 
 
 TABLES_CONSOLE = [ConsoleSession, UsageDaily]
+TABLES_V6 = [ProcessLease]

@@ -37,13 +37,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     import gevent
-    from gevent.pywsgi import WSGIServer
 
     from . import create_app
+    from .http.wsgi_server import make_server
 
     app = create_app()
     access_log = None if args.quiet else "default"
-    server = WSGIServer(_listener(args.host, args.port), app, log=access_log, error_log="default")
+    server = make_server(_listener(args.host, args.port), app, app.extensions["onekeyllm"].settings,
+                         log=access_log, error_log="default")
     gevent.signal_handler(signal.SIGTERM, server.stop, 5)
     gevent.signal_handler(signal.SIGINT, server.stop, 5)
     print(f"OneKeyLLM listening on http://{args.host}:{args.port}", flush=True)

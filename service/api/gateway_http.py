@@ -8,7 +8,7 @@ from flask import Response, current_app, jsonify, request
 from ..accounts.auth import authenticate, key_credential, key_digest
 from ..api_error import ApiError
 from ..gateway.pipeline import Answer, Call, handle
-from ..http.request_guard import request_body
+from ..http.request_guard import body_is_small, request_body
 from ..storage.db import connected
 from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
 
@@ -46,20 +46,22 @@ def to_response(answer: Answer) -> Response:
 def run(inbound: str) -> Response:
     """Serve one gateway call in the `inbound` format for the calling key.
 
-    The key is not read here: the pipeline's grant finds and checks it by its hash (see pipeline._prepare);
-    it is read first only where something has to be refused, so that a bad key is always the answer.
+    A small body's key is not read here: the pipeline's grant finds and checks it by its hash (see
+    pipeline._prepare); it is read first only where something has to be refused, so that a bad key is always
+    the answer. A large (or chunked) body is read only once its key is known to be live.
     """
     credential = key_credential()
     key_hash = key_digest(credential)
-    if key_hash is None:
-        _authenticate(credential)  # not one of our keys: 401
+    key = None
+    if key_hash is None or not body_is_small():
+        key = _authenticate(credential)  # 401 with the body unread: the server closes rather than read it
     try:
         body = json_body()
     except ApiError:
         _authenticate(credential)
         raise
     forward = {name: request.headers[name] for name in FORWARDED if name in request.headers}
-    call = Call(inbound=inbound, endpoint=request.path, body=body, key=None,
+    call = Call(inbound=inbound, endpoint=request.path, body=body, key=key,
                 settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
                 query=request.query_string.decode("latin-1"), key_hash=key_hash,
                 authenticate=lambda: _authenticate(credential))

@@ -17,6 +17,20 @@ def reject_nul_in_url() -> None:
         raise ApiError(400, "The query must not contain NUL (%00) characters.", param=names[0] if names else None)
 
 
+SMALL_BODY_BYTES = 64 * 1024
+
+
+def body_is_small() -> bool:
+    """Whether the request declares a body of at most SMALL_BODY_BYTES (a chunked one is never small).
+
+    A route that authenticates as part of its work (the gateway's grant) does so after the body only when it
+    is small: a larger body waits for the key to be checked, so that nobody can make the server read 32 MB
+    for a key it does not know.
+    """
+    length = request.content_length
+    return length is not None and length <= SMALL_BODY_BYTES
+
+
 def request_body() -> bytes:
     """The whole request body; 413 when it is over the limit (ONEKEYLLM_MAX_BODY_BYTES).
 

@@ -1,0 +1,136 @@
+"""The HTTP/1.1 server both serving modes run (gevent's pywsgi), made strict about what it reads.
+
+pywsgi as shipped takes `Content-Length` beside `Transfer-Encoding: chunked` (the body of one request then
+becomes a second, hidden one), lets the first of two `Content-Length`s win, parses `+64` as 64, and waits
+forever for headers or a body that never come. This handler refuses ambiguous framing with 400 and closes,
+gives a request's line and headers `header_timeout` seconds in all and its body `body_timeout` seconds
+between reads, and closes a connection rather than read a large body that nobody asked for (a key refused
+before its body, see api/gateway_http.py). `onekeyllm serve` and gunicorn's worker (gunicorn_worker.py)
+both use it.
+"""
+from __future__ import annotations
+
+import re
+import socket
+
+import gevent
+from gevent import pywsgi
+
+DIGITS = re.compile(r"[0-9]{1,18}")
+# An unread body up to this size is read and dropped, so the connection can serve its next request; past it,
+# closing is cheaper than reading what will never be used.
+DRAIN_LIMIT = 64 * 1024
+TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-length: 0\r\n\r\n"
+
+
+class AmbiguousFraming(ValueError):
+    """Framing two parsers could read differently: pywsgi answers a ValueError here with 400 and closes."""
+
+
+class HeaderTimeout(socket.timeout):
+    """The request line and headers did not arrive within `header_timeout` (a socket error to pywsgi)."""
+
+
+def check_framing(headers) -> None:
+    """AmbiguousFraming unless the body's length is said exactly one way: one plain `Content-Length`, or
+    `Transfer-Encoding: chunked` alone."""
+    lengths = headers.get_all("content-length") or []
+    encodings = headers.get_all("transfer-encoding") or []
+    if encodings and lengths:
+        raise AmbiguousFraming("Content-Length together with Transfer-Encoding")
+    if len(encodings) > 1 or (encodings and encodings[0].strip().lower() != "chunked"):
+        raise AmbiguousFraming(f"unsupported Transfer-Encoding {encodings!r}")
+    if len(lengths) > 1:
+        raise AmbiguousFraming("more than one Content-Length")
+    if lengths and not DIGITS.fullmatch(lengths[0].strip()):
+        raise AmbiguousFraming(f"invalid Content-Length {lengths[0]!r}")
+    if headers.defects:  # a folded or malformed header line: its meaning depends on who reads it
+        raise AmbiguousFraming(f"malformed header block ({type(headers.defects[0]).__name__})")
+
+
+class BoundedInput(pywsgi.Input):
+    """The request body: a body left unread is drained only when small; a failed read closes the connection."""
+
+    __slots__ = ("handler",)
+
+    def _discard(self):
+        handler = self.handler
+        if handler.close_connection or self._chunked_input_error:
+            return
+        unread_chunks = self.chunked_input and self.chunk_length != 0  # 0: the last chunk was read
+        if unread_chunks or (self.content_length is not None and self.content_length - self.position > DRAIN_LIMIT):
+            handler.close_connection = True
+            return
+        self.send_100_continue_enabled = False  # nobody waits for this body: do not invite it
+        left = DRAIN_LIMIT
+        while left > 0:
+            data = self.read(min(16384, left))
+            if not data:
+                return
+            left -= len(data)
+        handler.close_connection = True
+
+    def read(self, length=None):
+        try:
+            return super().read(length)
+        except OSError:  # a body that stalled or broke: the stream is out of step, this connection is done
+            self.handler.close_connection = True
+            raise
+
+    def readline(self, size=None):
+        try:
+            return super().readline(size)
+        except OSError:
+            self.handler.close_connection = True
+            raise
+
+
+class StrictFraming:
+    """The mixin over a pywsgi handler class (gevent's own, or gunicorn's, which logs differently)."""
+
+    header_timeout: float = 20.0
+    body_timeout: float = 30.0
+    _header_timer = None
+
+    def handle_one_request(self):
+        # one deadline for the request line and every header (a slow trickle of header lines included); the
+        # wait for the next request on a kept-alive connection is part of it
+        self._header_timer = gevent.Timeout.start_new(self.header_timeout, HeaderTimeout)
+        try:
+            return super().handle_one_request()
+        finally:
+            self._header_timer.close()
+
+    def MessageClass(self, *args):
+        headers = super().MessageClass(*args)
+        check_framing(headers)
+        return headers
+
+    def get_environ(self):
+        self._header_timer.close()  # the headers are in: from here the body's own timeout applies
+        self.socket.settimeout(self.body_timeout)
+        environ = super().get_environ()
+        if environ.get("wsgi.input") is self.wsgi_input:
+            old = self.wsgi_input
+            self.wsgi_input = BoundedInput(old.rfile, old.content_length, socket=old.socket,
+                                           chunked_input=old.chunked_input)
+            self.wsgi_input.handler = self
+            environ["wsgi.input"] = self.wsgi_input
+        return environ
+
+    def _handle_client_error(self, ex):
+        if isinstance(ex, HeaderTimeout):
+            return ("408", TIMEOUT_RESPONSE)
+        return super()._handle_client_error(ex)
+
+
+def strict_handler(base: type, header_timeout: float, body_timeout: float) -> type:
+    """A pywsgi handler class over `base` with the strict framing and these read timeouts (seconds)."""
+    return type("Strict" + base.__name__, (StrictFraming, base),
+                {"header_timeout": header_timeout, "body_timeout": body_timeout})
+
+
+def make_server(listener, app, settings, **kwargs) -> pywsgi.WSGIServer:
+    """gevent's WSGIServer on `listener` with the strict handler and the settings' read timeouts."""
+    handler = strict_handler(pywsgi.WSGIHandler, settings.header_timeout, settings.body_timeout)
+    return pywsgi.WSGIServer(listener, app, handler_class=handler, **kwargs)

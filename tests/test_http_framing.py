@@ -78,6 +78,9 @@ def test_content_length_beside_chunked_is_refused_and_the_hidden_request_never_s
     b"Transfer-Encoding: gzip, chunked\r\n",
     b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
     b"Transfer-Encoding: xchunked\r\n",
+    b"Transfer-Encoding:\r\n chunked\r\n",
+    b"Content-Length : 64\r\n",
+    b"X-Padding: y\r\n Content-Length: 64\r\n",
 ])
 def test_ambiguous_body_framing_is_refused_with_400_and_closed(server, headers):
     request = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + b"x" * 64 + PING
@@ -85,7 +88,7 @@ def test_ambiguous_body_framing_is_refused_with_400_and_closed(server, headers):
     assert statuses(received) == [400] and closed, received
 
 
-def test_plain_framing_still_serves_keep_alive_and_chunked_bodies(server):
+def test_plain_framing_still_serves_keep_alive_chunked_and_multipart_bodies(server):
     key = server.create_key(name="framing")["key"].encode()
     auth = b"Authorization: Bearer " + key + b"\r\n"
     by_length = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Type: application/json\r\n"
@@ -96,6 +99,11 @@ def test_plain_framing_still_serves_keep_alive_and_chunked_bodies(server):
     received, closed, _ = exchange(server.port, PING + by_length + chunked)
     assert statuses(received) == [200, 200, 200] and closed, received
     assert received.count(b"Echo: hi") == 2
+    form = b"--b0\r\nContent-Disposition: form-data; name=model\r\n\r\necho-1\r\n--b0--\r\n"
+    multipart = (b"POST /v1/responses HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Type: multipart/form-data; boundary=b0"
+                 b"\r\nConnection: close\r\nContent-Length: " + str(len(form)).encode() + b"\r\n\r\n" + form)
+    received, _, _ = exchange(server.port, multipart)
+    assert statuses(received) == [400] and b"invalid_request_error" in received, received  # the app's own 400
 
 
 def test_half_sent_headers_are_cut_off_at_the_header_timeout(server):

@@ -1,5 +1,11 @@
-"""What every request must satisfy before a view reads it: no NUL in its URL, a body within the size limit."""
+"""What every request must satisfy before a view reads it: no NUL in its URL, a body within the size limit,
+strict JSON."""
 from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Optional
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -42,3 +48,53 @@ def request_body() -> bytes:
     if request.content_length is None and limit is not None and len(data) >= limit:
         raise RequestEntityTooLarge()
     return data
+
+
+class NotStrictJson(ValueError):
+    """JSON that parsers disagree on, or that no upstream takes: a non-finite number, a lone surrogate."""
+
+    def __init__(self, message: str, param: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def _refuse_constant(name: str):
+    raise NotStrictJson(f"`{name}` is not a JSON number: send a finite number.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise NotStrictJson(f"The number {text[:40]} is too large: send a finite number.")
+    return value
+
+
+STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def strict_json(raw: bytes):
+    """The value of a UTF-8 JSON text; ValueError for invalid JSON, NotStrictJson for NaN, Infinity, numbers
+    past a double's range and lone surrogates (`"\\ud800"`, which no UTF-8 encoder takes)."""
+    text = raw.decode("utf-8")  # strict: a UTF-8-encoded surrogate is refused here
+    value = STRICT_DECODER.decode(text)
+    if "\\ud" in text or "\\uD" in text:  # only an escape can make a surrogate: look for a lone one
+        _refuse_lone_surrogates(value)
+    return value
+
+
+def _refuse_lone_surrogates(value) -> None:
+    stack = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if SURROGATE.search(node):
+                raise NotStrictJson(f"`{path or 'body'}` holds a lone UTF-16 surrogate (\\ud800-\\udfff): "
+                                    "send valid Unicode text.", path or None)
+        elif isinstance(node, dict):
+            for name, item in node.items():
+                stack.append((name, path))
+                stack.append((item, f"{path}.{name}" if path else str(name)))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+from email import errors
 
 import gevent
 from gevent import pywsgi
@@ -20,6 +21,7 @@ DIGITS = re.compile(r"[0-9]{1,18}")
 # An unread body up to this size is read and dropped, so the connection can serve its next request; past it,
 # closing is cheaper than reading what will never be used.
 DRAIN_LIMIT = 64 * 1024
+HEADER_BLOCK_DEFECTS = (errors.MissingHeaderBodySeparatorDefect, errors.FirstHeaderLineIsContinuationDefect)
 TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-length: 0\r\n\r\n"
 
 
@@ -44,8 +46,12 @@ def check_framing(headers) -> None:
         raise AmbiguousFraming("more than one Content-Length")
     if lengths and not DIGITS.fullmatch(lengths[0].strip()):
         raise AmbiguousFraming(f"invalid Content-Length {lengths[0]!r}")
-    if headers.defects:  # a folded or malformed header line: its meaning depends on who reads it
-        raise AmbiguousFraming(f"malformed header block ({type(headers.defects[0]).__name__})")
+    for defect in headers.defects:  # a line that is no header ("Content-Length : 5"): who reads it how?
+        if isinstance(defect, HEADER_BLOCK_DEFECTS):
+            raise AmbiguousFraming(f"malformed header block ({type(defect).__name__})")
+    for name, value in headers.items():
+        if "\n" in value:  # obs-fold: a header continued on the next line
+            raise AmbiguousFraming(f"folded header {name!r}")
 
 
 class BoundedInput(pywsgi.Input):

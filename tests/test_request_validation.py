@@ -57,6 +57,7 @@ def deep(levels: int):
 
 NAN, INF = float("nan"), float("inf")
 HOSTILE = [10**29, -(10**29), 2**63, 2**31, 10**15, 0, -1, 1e308, -1e308, 0.5, NAN, INF, -INF, "\ud800", "\udfff",
+           "\\\udc00", "\ud83d\ude00\ude00", "\ud83d\ud83d\ude00", {"\ud800": "key"}, "\x00",
            "", "x" * 20_000, None, True, False, [], {}, [[]], {"type": 5}, {"url": 5}, deep(300), [None],
            [{"type": "text", "text": "\ud800"}], {"id": 5, "type": "message", "content": 5}]
 

@@ -15,16 +15,28 @@ from typing import Any, Callable, Optional
 import marshmallow as ma
 from marshmallow import fields, validate
 
-Check = Callable[[Any, str], None]
+Check = Callable[[Any, Any], None]  # (value, path): a path is () for the body, else (parent path, key)
 
 
 class BodyTypeError(ValueError):
     """A field of the body that is not what its schema says; `param` is its path (`messages[0].content`)."""
 
-    def __init__(self, message: str, param: str):
-        super().__init__(message)
-        self.message = message
-        self.param = param
+    def __init__(self, message: str, path):
+        self.param = _format(path)
+        self.message = message.replace("{path}", self.param)
+        super().__init__(self.message)
+
+
+def _format(path) -> str:
+    """`messages[0].content` for ((((), "messages"), 0), "content"): paths are built as tuples, named on error."""
+    keys = []
+    while path:
+        path, key = path
+        keys.append(key)
+    text = ""
+    for key in reversed(keys):
+        text += f"[{key}]" if isinstance(key, int) else (f".{key}" if text else key)
+    return text
 
 
 class Either(fields.Field):
@@ -39,10 +51,6 @@ JSON_TYPES = {fields.String: (str,), fields.Boolean: (bool,), fields.List: (list
               fields.Dict: (dict,), fields.Integer: (int,), fields.Number: (int, float)}
 TYPE_NAMES = {str: "a string", bool: "a boolean", list: "an array", dict: "an object", int: "an integer",
               float: "a number"}
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
 
 
 def _bounds(field: fields.Field) -> tuple[Optional[float], Optional[float], Optional[int], Optional[tuple]]:
@@ -79,7 +87,7 @@ def compile_field(field: fields.Field, cache: dict) -> Check:
             for kinds, check in alternatives:
                 if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
                     return check(value, path)
-            raise BodyTypeError(f"`{path}` must be {wanted}.", path)
+            raise BodyTypeError(f"`{{path}}` must be {wanted}.", path)
         return check_either
     kinds = _kind(field)
     if not kinds:  # Raw: anything goes
@@ -93,10 +101,10 @@ def compile_field(field: fields.Field, cache: dict) -> Check:
 
         def inner(value, path):
             if min_items and len(value) < min_items:
-                raise BodyTypeError(f"`{path}` must have at least {min_items} item(s).", path)
+                raise BodyTypeError(f"`{{path}}` must have at least {min_items} item(s).", path)
             for i, item in enumerate(value):
                 if item is not None:
-                    item_check(item, f"{path}[{i}]")
+                    item_check(item, (path, i))
     elif isinstance(field, fields.Nested):
         inner = compile_schema_lazily(field, cache)
     elif isinstance(field, fields.Dict) and field.value_field is not None:
@@ -105,58 +113,57 @@ def compile_field(field: fields.Field, cache: dict) -> Check:
         def inner(value, path):
             for name, item in value.items():
                 if item is not None:
-                    value_check(item, _join(path, str(name)))
+                    value_check(item, (path, str(name)))
     elif isinstance(field, fields.Number):
         def inner(value, path):
             if isinstance(value, float) and not math.isfinite(value):
-                raise BodyTypeError(f"`{path}` must be a finite number.", path)
+                raise BodyTypeError("`{path}` must be a finite number.", path)
             if (low is not None and value < low) or (high is not None and value > high):
-                raise BodyTypeError(f"`{path}` must be between {low} and {high}.", path)
+                raise BodyTypeError(f"`{{path}}` must be between {low} and {high}.", path)
     elif isinstance(field, fields.String) and (min_length or choices):
         def inner(value, path):
             if min_length and len(value) < min_length:
-                raise BodyTypeError(f"`{path}` must not be empty.", path)
+                raise BodyTypeError("`{path}` must not be empty.", path)
             if choices and value not in choices:
-                raise BodyTypeError(f"`{path}` must be one of {', '.join(choices)}.", path)
+                raise BodyTypeError(f"`{{path}}` must be one of {', '.join(choices)}.", path)
     strict_bool = bool not in kinds  # JSON true is a Python int: never an integer or a number here
 
     def check(value, path):
         if not isinstance(value, kinds) or (strict_bool and isinstance(value, bool)):
-            raise BodyTypeError(f"`{path}` must be {wanted}.", path)
+            raise BodyTypeError(f"`{{path}}` must be {wanted}.", path)
         if inner is not None:
             inner(value, path)
     return check
 
 
 def compile_schema_lazily(field: fields.Nested, cache: dict) -> Check:
-    """A nested schema's check, compiled once per schema class (recursive schemas refer to themselves)."""
-    schema = field.schema
-    key = type(schema)
-
-    def check(value, path):
-        return cache[key](value, path)
-    if key not in cache:
-        cache[key] = check  # a placeholder while it compiles: a schema nested in itself finds this
-        cache[key] = _compile(schema, cache)
-    return check
+    """A nested schema's check, compiled once per schema class; a schema nested in itself (an Anthropic
+    tool_result's content blocks) gets a check that looks its own up when it runs."""
+    key = type(field.schema)
+    if key in cache:
+        return cache[key] or (lambda value, path: cache[key](value, path))
+    cache[key] = None  # compiling
+    cache[key] = _compile(field.schema, cache)
+    return cache[key]
 
 
 def _compile(schema: ma.Schema, cache: dict) -> Check:
-    declared = [(field.data_key or name, field.required, compile_field(field, cache))
-                for name, field in schema.fields.items() if not field.dump_only]
+    checks = {field.data_key or name: compile_field(field, cache)
+              for name, field in schema.fields.items() if not field.dump_only}
+    required = tuple(field.data_key or name for name, field in schema.fields.items() if field.required)
 
     def check(body, path):
-        for name, required, check_value in declared:
-            value = body.get(name)
-            if value is None:
-                if required:
-                    raise BodyTypeError(f"`{_join(path, name)}` is required.", _join(path, name))
-                continue
-            check_value(value, _join(path, name))
+        for name in required:
+            if body.get(name) is None:
+                raise BodyTypeError("`{path}` is required.", (path, name))
+        for name, value in body.items():  # a body names fewer fields than its schema declares
+            check_value = checks.get(name)
+            if check_value is not None and value is not None:
+                check_value(value, (path, name))
     return check
 
 
 def compile_checker(schema_class: type) -> Callable[[dict], None]:
     """The check of a whole body against `schema_class` (raises BodyTypeError)."""
     check = _compile(schema_class(), {})
-    return lambda body: check(body, "")
+    return lambda body: check(body, ())

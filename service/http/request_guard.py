@@ -72,15 +72,22 @@ def _finite_float(text: str) -> float:
 
 STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 SURROGATE = re.compile("[\ud800-\udfff]")
+ESCAPED_BACKSLASH = re.compile(r"\\\\")
+# a high surrogate not followed by a low one, or a low one not preceded by a high one (ensure_ascii JSON
+# writes every character past U+FFFF as such a pair: those are fine)
+LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                                   r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
 def strict_json(raw: bytes):
     """The value of a UTF-8 JSON text; ValueError for invalid JSON, NotStrictJson for NaN, Infinity, numbers
     past a double's range and lone surrogates (`"\\ud800"`, which no UTF-8 encoder takes)."""
-    text = raw.decode("utf-8")  # strict: a UTF-8-encoded surrogate is refused here
+    text = raw.decode("utf-8-sig")  # strict (a UTF-8-encoded surrogate is refused here); a BOM is dropped
     value = STRICT_DECODER.decode(text)
-    if "\\ud" in text or "\\uD" in text:  # only an escape can make a surrogate: look for a lone one
-        _refuse_lone_surrogates(value)
+    if "\\ud" in text or "\\uD" in text:  # only an escape makes a surrogate: is one of them alone?
+        escapes = ESCAPED_BACKSLASH.sub("", text) if "\\\\" in text else text  # each backslash left escapes
+        if LONE_SURROGATE_ESCAPE.search(escapes):
+            _refuse_lone_surrogates(value)  # which field, for the message
     return value
 
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from conftest import drop_database, start_server
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -48,17 +49,18 @@ GOOD = {
 GOOD["count_tokens"] = {k: v for k, v in GOOD["messages"].items() if k != "max_tokens"}
 
 
-def deep(levels: int):
+def deep(levels: int, dicts: bool = False):
     value: object = 1
     for _ in range(levels):
-        value = [value]
+        value = {"a": value} if dicts else [value]
     return value
 
 
 NAN, INF = float("nan"), float("inf")
 HOSTILE = [10**29, -(10**29), 2**63, 2**31, 10**15, 0, -1, 1e308, -1e308, 0.5, NAN, INF, -INF, "\ud800", "\udfff",
            "\\\udc00", "\ud83d\ude00\ude00", "\ud83d\ud83d\ude00", {"\ud800": "key"}, "\x00",
-           "", "x" * 20_000, None, True, False, [], {}, [[]], {"type": 5}, {"url": 5}, deep(300), [None],
+           "", "x" * 20_000, None, True, False, [], {}, [[]], {"type": 5}, {"url": 5}, deep(300), deep(900),
+           deep(800, dicts=True), [None],
            [{"type": "text", "text": "\ud800"}], {"id": 5, "type": "message", "content": 5}]
 
 
@@ -89,6 +91,16 @@ def assert_nothing_spent(gateway, key: str) -> None:
     assert usage["budget"]["used_usd"] == "0.000000000", usage
     rows = requests.get(gateway.v1 + "/usage/requests", headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert rows.json()["data"] == [], rows.text  # nothing reached an upstream
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """A gateway of this module's own: its log must show no traceback after the fuzzing."""
+    server = start_server(tmp_path_factory.mktemp("validation"), name="validation")
+    yield server
+    server.stop()
+    drop_database(server.database_url)
+    assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +242,4 @@ def test_hostile_values_anywhere_in_a_valid_body_never_answer_5xx(gateway, serve
     exercise()
     assert 400 in seen and 200 in seen, seen  # the fuzz reached both the refusals and the upstreams
     assert requests.get(gateway.v1 + "/ping", timeout=10).status_code == 200
+    assert "Traceback" not in gateway.log_text(), gateway.log_text()[-5000:]

@@ -243,3 +243,15 @@ def test_hostile_values_anywhere_in_a_valid_body_never_answer_5xx(gateway, serve
     assert 400 in seen and 200 in seen, seen  # the fuzz reached both the refusals and the upstreams
     assert requests.get(gateway.v1 + "/ping", timeout=10).status_code == 200
     assert "Traceback" not in gateway.log_text(), gateway.log_text()[-5000:]
+
+
+@pytest.mark.parametrize("item", [b'{"type": "message", "role": "user", "content": "hi", "x": NaN}',
+                                  b'{"type": "message", "role": "user", "content": "hi \\ud800"}'])
+def test_conversation_items_sent_upstream_later_are_read_as_strictly(gateway, fresh_key, item):
+    headers = {"Authorization": f"Bearer {fresh_key}", "Content-Type": "application/json"}
+    for path, body in (("/conversations", b'{"items": [' + item + b"]}"), ("/admin/keys", None)):
+        if body is None:  # any JSON route: an admin body too
+            body, headers = b'{"name": "x", "budget_usd": NaN}', {**headers,
+                                                                    "Authorization": f"Bearer {gateway.admin_token}"}
+        answer = requests.post(gateway.v1 + path, data=body, headers=headers, timeout=10)
+        assert_bad_request(answer, "conversations")

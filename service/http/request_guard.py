@@ -75,8 +75,8 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 ESCAPED_BACKSLASH = re.compile(r"\\\\")
 # a high surrogate not followed by a low one, or a low one not preceded by a high one (ensure_ascii JSON
 # writes every character past U+FFFF as such a pair: those are fine)
-LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-                                   r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD](?:[89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+                                   r"|[c-fC-F][0-9a-fA-F]{2}(?<!\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))")
 
 
 def strict_json(raw: bytes):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import socket
 from email import errors
+from typing import Optional
 
 import gevent
 from gevent import pywsgi
@@ -94,8 +95,8 @@ class BoundedInput(pywsgi.Input):
 class StrictFraming:
     """The mixin over a pywsgi handler class (gevent's own, or gunicorn's, which logs differently)."""
 
-    header_timeout: float = 20.0
-    body_timeout: float = 30.0
+    header_timeout: Optional[float] = 20.0
+    body_timeout: Optional[float] = 30.0
     _header_timer = None
 
     def handle_one_request(self):
@@ -131,9 +132,10 @@ class StrictFraming:
 
 
 def strict_handler(base: type, header_timeout: float, body_timeout: float) -> type:
-    """A pywsgi handler class over `base` with the strict framing and these read timeouts (seconds)."""
+    """A pywsgi handler class over `base` with the strict framing and these read timeouts (seconds; 0: none)."""
     return type("Strict" + base.__name__, (StrictFraming, base),
-                {"header_timeout": header_timeout, "body_timeout": body_timeout})
+                {"header_timeout": header_timeout if header_timeout > 0 else None,
+                 "body_timeout": body_timeout if body_timeout > 0 else None})
 
 
 def make_server(listener, app, settings, **kwargs) -> pywsgi.WSGIServer:

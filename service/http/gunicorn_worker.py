@@ -7,7 +7,7 @@ from ..config import Settings
 from .wsgi_server import strict_handler
 
 
-class StrictPyWSGIWorker(GeventPyWSGIWorker):
+class StrictGeventPyWSGIWorker(GeventPyWSGIWorker):
     """Refuses ambiguous framing and slow clients like `onekeyllm serve` (gunicorn's access log kept)."""
 
     def init_process(self):

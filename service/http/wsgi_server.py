@@ -10,6 +10,7 @@ both use it.
 """
 from __future__ import annotations
 
+import http.client
 import re
 import socket
 from email import errors
@@ -109,7 +110,10 @@ class StrictFraming:
             self._header_timer.close()
 
     def MessageClass(self, *args):
-        headers = super().MessageClass(*args)
+        try:
+            headers = super().MessageClass(*args)
+        except http.client.HTTPException as error:  # more than 100 header lines: a 400, not a traceback
+            raise AmbiguousFraming(str(error)) from None
         check_framing(headers)
         return headers
 

@@ -37,9 +37,19 @@ class HeaderTimeout(socket.timeout):
 
 def check_framing(headers) -> None:
     """AmbiguousFraming unless the body's length is said exactly one way: one plain `Content-Length`, or
-    `Transfer-Encoding: chunked` alone."""
-    lengths = headers.get_all("content-length") or []
-    encodings = headers.get_all("transfer-encoding") or []
+    `Transfer-Encoding: chunked` alone; and no header line that readers could split differently."""
+    for defect in headers.defects:  # a line that is no header ("Content-Length : 5"): who reads it how?
+        if isinstance(defect, HEADER_BLOCK_DEFECTS):
+            raise AmbiguousFraming(f"malformed header block ({type(defect).__name__})")
+    lengths, encodings = [], []
+    for name, value in headers._headers:  # the raw pairs: Message.items() parses each value, 10x the cost
+        if "\n" in value:  # obs-fold: a header continued on the next line
+            raise AmbiguousFraming(f"folded header {name!r}")
+        lower = name.lower()
+        if lower == "content-length":
+            lengths.append(value)
+        elif lower == "transfer-encoding":
+            encodings.append(value)
     if encodings and lengths:
         raise AmbiguousFraming("Content-Length together with Transfer-Encoding")
     if len(encodings) > 1 or (encodings and encodings[0].strip().lower() != "chunked"):
@@ -48,12 +58,6 @@ def check_framing(headers) -> None:
         raise AmbiguousFraming("more than one Content-Length")
     if lengths and not DIGITS.fullmatch(lengths[0].strip()):
         raise AmbiguousFraming(f"invalid Content-Length {lengths[0]!r}")
-    for defect in headers.defects:  # a line that is no header ("Content-Length : 5"): who reads it how?
-        if isinstance(defect, HEADER_BLOCK_DEFECTS):
-            raise AmbiguousFraming(f"malformed header block ({type(defect).__name__})")
-    for name, value in headers.items():
-        if "\n" in value:  # obs-fold: a header continued on the next line
-            raise AmbiguousFraming(f"folded header {name!r}")
 
 
 class BoundedInput(pywsgi.Input):
@@ -100,14 +104,23 @@ class StrictFraming:
     body_timeout: Optional[float] = 30.0
     _header_timer = None
 
+    def handle(self):
+        # one timer per connection, started for each request's line and headers (a trickle of header lines
+        # included) and for the wait for the next request on a kept-alive connection
+        self._header_timer = gevent.Timeout(self.header_timeout, HeaderTimeout)
+        try:
+            super().handle()
+        finally:
+            self._header_timer.close()
+
     def handle_one_request(self):
-        # one deadline for the request line and every header (a slow trickle of header lines included); the
-        # wait for the next request on a kept-alive connection is part of it
-        self._header_timer = gevent.Timeout.start_new(self.header_timeout, HeaderTimeout)
+        if self.socket is not None:
+            self.socket.settimeout(None)  # the header timer bounds this part; a socket timeout costs a timer a wait
+        self._header_timer.start()
         try:
             return super().handle_one_request()
         finally:
-            self._header_timer.close()
+            self._header_timer.cancel()
 
     def MessageClass(self, *args):
         try:
@@ -118,7 +131,7 @@ class StrictFraming:
         return headers
 
     def get_environ(self):
-        self._header_timer.close()  # the headers are in: from here the body's own timeout applies
+        self._header_timer.cancel()  # the headers are in: from here the body's own timeout applies
         self.socket.settimeout(self.body_timeout)
         environ = super().get_environ()
         if environ.get("wsgi.input") is self.wsgi_input:

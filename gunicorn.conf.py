@@ -1,34 +1,6 @@
-"""Production serving: gevent workers; bind, workers and timeouts from the environment."""
-import os
+"""Production serving from a checkout: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-bind = os.environ.get("ONEKEYLLM_BIND", os.environ.get("GUNICORN_BIND", "127.0.0.1:8000"))
-workers = int(os.environ.get("ONEKEYLLM_WORKERS", os.environ.get("WEB_CONCURRENCY", "2")))
-# gevent's own WSGI server in each worker: measured 20 % more requests/s than gunicorn's gevent
-# worker (bench/README.md), with the same cooperative sockets; with the handler of `onekeyllm serve`
-# (service/http/wsgi_server.py), which refuses ambiguous framing and slow clients.
-worker_class = os.environ.get("ONEKEYLLM_WORKER_CLASS", "service.http.gunicorn_worker.StrictGeventPyWSGIWorker")
-worker_connections = int(os.environ.get("ONEKEYLLM_WORKER_CONNECTIONS", "2000"))
-# streams may stay open for as long as the upstream takes: gevent workers heartbeat
-# independently of requests, so this only bounds a worker that stopped answering.
-timeout = int(os.environ.get("ONEKEYLLM_WORKER_TIMEOUT", "120"))
-graceful_timeout = int(os.environ.get("ONEKEYLLM_GRACEFUL_TIMEOUT", "30"))
-keepalive = int(os.environ.get("ONEKEYLLM_KEEPALIVE", "5"))
-accesslog = os.environ.get("ONEKEYLLM_ACCESS_LOG", None)
-errorlog = "-"
-preload_app = False
-# gunicorn 27's control socket is one path per user, shared by every instance on the machine
-control_socket_disable = True
-
-
-def on_starting(server):
-    """Create or upgrade the schema, and print a generated admin token once, before the workers start.
-
-    It runs `onekeyllm init` in a child process: the master itself never imports the app, so the
-    gevent workers it forks start from a clean, unpatched interpreter.
-    """
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-m", "service.cli", "init"], check=False)
-    if done.returncode != 0:
-        raise SystemExit("onekeyllm init failed: the database is not ready")
+The settings live in the package (service/http/gunicorn_conf.py), so that an installed gateway starts the
+same way from any folder: `gunicorn -c python:service.http.gunicorn_conf 'service:create_app()'`.
+"""
+from service.http.gunicorn_conf import *  # noqa: F401,F403

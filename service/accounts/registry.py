@@ -5,11 +5,14 @@ answers (money as decimal strings, credentials redacted).
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Optional
 
 from ..api_error import ApiError
 from ..bootstrap import ensure_catalog_models
 from ..gateway.catalog import bump_version
+from ..gateway.upstreams.scrub import scrub
 from ..ids import new_id
 from ..money import usd
 from ..storage.db import database
@@ -29,13 +32,27 @@ def redact_credential(value: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- accounts
+RECENT_ERROR_SECONDS = 300  # an error this long after the cooldown it caused still marks the account unhealthy
+
+
+def account_health(row: Account, now: Optional[float] = None) -> tuple[bool, Optional[int]]:
+    """(healthy, cooldown_until): unhealthy while cooling down or soon after an error; times in whole seconds."""
+    now = time.time() if now is None else now
+    until = float(row.cooldown_until or 0)
+    cooling = until > now
+    recent_error = bool(row.last_error) and until + RECENT_ERROR_SECONDS > now
+    return bool(row.healthy) and not cooling and not recent_error, math.ceil(until) if cooling else None
+
+
 def account_view(row: Account) -> dict:
     limits = {name: usd(value) if name.endswith("_usd") else value for name, value in (row.limits or {}).items()}
+    healthy, cooldown_until = account_health(row)
     return {"id": row.id, "object": "account", "name": row.name, "provider": row.provider,
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,
             "enabled": row.enabled, "limits": limits, "created_at": row.created_at,
-            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None, "last_error": row.last_error}
+            "healthy": healthy, "cooldown_until": cooldown_until,
+            "last_error": scrub(row.last_error, (row.api_key,))}  # rows written before scrubbing, too
 
 
 def get_account(account_id: str) -> Account:
@@ -112,7 +129,8 @@ def save_model(values: dict, row: Optional[CatalogModel] = None) -> CatalogModel
     """Create (row None; 409 if it exists) or update a catalog model."""
     if row is None:
         if CatalogModel.get_or_none(CatalogModel.id == values["id"]):
-            raise ApiError(409, f"The model '{values['id']}' exists already; PATCH it.", param="id")
+            raise ApiError(409, f"The model '{values['id']}' exists already: change it with PATCH /v1/admin/models/"
+                                f"{values['id']} or `onekeyllm models update {values['id']}`.", param="id")
         values.setdefault("display_name", values["id"])
         row = CatalogModel(**values)
         row.save(force_insert=True)
@@ -141,6 +159,11 @@ def key_view(row: ApiKey, plaintext: Optional[str] = None) -> dict:
     return view
 
 
+def live_keys():
+    """The keys that are not revoked (a query: callers page or list it)."""
+    return ApiKey.select().where(ApiKey.revoked == False)  # noqa: E712
+
+
 def get_key(key_id: str, email: Optional[str] = None) -> ApiKey:
     query = (ApiKey.id == key_id) & (ApiKey.revoked == False)  # noqa: E712
     if email is not None:
@@ -157,7 +180,8 @@ def create_key(pepper: bytes, values: dict) -> tuple[ApiKey, str]:
     row = ApiKey.create(id=new_id("key"), key_hash=hash_secret(pepper, plaintext), last4=plaintext[-4:],
                         name=values.get("name") or "", budget_nano=values.get("budget_nano"),
                         expires_at=values.get("expires_at"), models=values.get("models"),
-                        rpm=values.get("rpm"), email=values.get("email"))
+                        rpm=values.get("rpm"), email=values.get("email"),
+                        owner_created=values.get("owner_created", False))
     return row, plaintext
 
 

@@ -38,8 +38,50 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
+def _add_column(db, table: str, name: str, field) -> None:
+    """Add a column to an existing table, keeping its rows (a table created from today's model has it already)."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+
+    if name not in {column.name for column in db.get_columns(table)}:
+        apply(SchemaMigrator.from_database(db.obj).add_column(table, name, field))
+
+
+def m006_user_allowances(db) -> None:
+    """Users' allowances: what an email may put on the keys it creates itself, and which keys it created."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+
+    db.create_tables(m.TABLES_USERS, safe=True)
+    if "owner_created" not in {column.name for column in db.get_columns("api_key")}:
+        apply(SchemaMigrator.from_database(db.obj).add_column("api_key", "owner_created", m.ApiKey.owner_created))
+
+
+def m007_conversation_item_ids(db) -> None:
+    """Conversation items get the id clients see in a column of its own, unique per conversation (not across
+    keys: a foreign id must look free), indexed with the conversation; old rows keep theirs."""
+    _add_column(db, "conversation_item", "item_id", m.ConversationItem.item_id)
+    m.ConversationItem.update(item_id=m.ConversationItem.id).where(m.ConversationItem.item_id.is_null()).execute()
+    db.execute_sql("CREATE INDEX IF NOT EXISTS conversation_item_conversation_id_item_id "
+                   "ON conversation_item (conversation_id, item_id)")
+
+
+def m008_console_sessions(db) -> None:
+    """Web console sessions; the daily usage roll-up its charts read (filled by storage/rollups.py); and the
+    request-log indexes its filters read by: rows of one model, one account or one status, newest first (the
+    account one also serves the capacity windows)."""
+    from .rollups import roll_up
+
+    db.create_tables(m.TABLES_CONSOLE, safe=True)
+    for column in ("model", "account", "status_code"):
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS request_log_{column}_created_at "
+                       f"ON request_log ({column}, created_at)")
+    roll_up()  # the log's past days, once, at the upgrade rather than in the first summary asked for
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes]
+              m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids,
+              m008_console_sessions]
 
 
 def schema_version() -> int:

@@ -97,6 +97,7 @@ class ApiKey(BaseModel):
     disabled = pw.BooleanField(default=False)
     revoked = pw.BooleanField(default=False)
     email = pw.CharField(max_length=320, null=True, index=True)
+    owner_created = pw.BooleanField(default=False)  # created by the user within their allowance (accounts/users.py)
 
     class Meta:
         table_name = "api_key"
@@ -149,14 +150,19 @@ class Conversation(BaseModel):
 
 
 class ConversationItem(BaseModel):
+    """One item of a conversation. `item_id` is the id clients see (theirs, or ours), unique in its conversation
+    only, so an id another key chose is free for this one; `id` names the row."""
+
     id = pw.CharField(primary_key=True, max_length=80)
     conversation_id = pw.CharField(max_length=80, index=True)
+    item_id = pw.CharField(max_length=80, null=True)  # null only in rows older than m007: their id is `id`
     seq = pw.BigIntegerField()
     created_at = pw.BigIntegerField(default=now)
     item = JSONField()
 
     class Meta:
         table_name = "conversation_item"
+        indexes = ((("conversation_id", "item_id"), False),)
 
 
 class StoredFile(BaseModel):
@@ -211,7 +217,61 @@ class BudgetHold(BaseModel):
         table_name = "budget_hold"
 
 
+class UserAllowance(BaseModel):
+    """What one email may put on keys it creates itself: a lifetime total (`used_nano` only grows) and a
+    number of live keys. Granted by the admin, or at first login to the self-service domains."""
+
+    email = pw.CharField(primary_key=True, max_length=320)
+    budget_nano = pw.BigIntegerField()
+    max_keys = pw.IntegerField()
+    used_nano = pw.BigIntegerField(default=0)  # the budgets of every key the user created, revoked ones too
+    source = pw.CharField(max_length=20, default="admin")  # "admin" | "self_service"
+    created_at = pw.BigIntegerField(default=now)
+
+    class Meta:
+        table_name = "user_allowance"
+
+
 TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
 TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
 TABLES_V3 = [StoredFile, LoginCode, RateCounter]
 TABLES_V4 = [BudgetHold]
+TABLES_USERS = [UserAllowance]
+
+
+class ConsoleSession(BaseModel):
+    """A signed-in web console: the browser holds the token in an HttpOnly cookie, the table its keyed hash."""
+
+    id = pw.CharField(primary_key=True, max_length=64)  # hash_secret(pepper, cookie value)
+    kind = pw.CharField(max_length=10)  # "admin" or "user"
+    email = pw.CharField(max_length=320, null=True)  # the user's, for kind "user"
+    admin_token_hash = pw.CharField(max_length=64, null=True)  # kind "admin": the token it was opened with
+    created_at = pw.DoubleField()
+    expires_at = pw.DoubleField(index=True)
+
+    class Meta:
+        table_name = "console_session"
+
+
+class UsageDaily(BaseModel):
+    """The request log summed per UTC day, key, model, account and outcome, for days no row can still join
+    (storage/rollups.py): what the console's spend charts read instead of a million rows."""
+
+    day = pw.IntegerField()  # whole days since 1970-01-01 UTC
+    key_id = pw.CharField(max_length=40)
+    model = pw.CharField(max_length=200)
+    account = pw.CharField(max_length=200, null=True)
+    failed = pw.BooleanField()  # status_code >= 400
+    requests = pw.BigIntegerField()
+    input_tokens = pw.BigIntegerField()
+    output_tokens = pw.BigIntegerField()
+    cached_tokens = pw.BigIntegerField()
+    cost_nano = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "usage_daily"
+        primary_key = False
+        indexes = ((("day",), False), (("key_id", "day"), False))
+
+
+TABLES_CONSOLE = [ConsoleSession, UsageDaily]

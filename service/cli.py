@@ -166,10 +166,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
     import gevent
-    from gevent.pywsgi import WSGIServer
 
     from . import create_app
     from .http.draining import stop_server
+    from .http.wsgi_server import make_server
 
     settings = _settings()
     host, port = parse_bind(settings.bind)
@@ -179,8 +179,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with problems_in_one_line(settings.database_url):
         app = create_app()
     access_log = None if args.quiet else "default"
-    server = WSGIServer(listener, app, log=access_log, error_log="default")
-    graceful = app.extensions["onekeyllm"].settings.graceful_timeout
+    settings_ = app.extensions["onekeyllm"].settings
+    server = make_server(listener, app, settings_, log=access_log, error_log="default")
+    graceful = settings_.graceful_timeout
     gevent.signal_handler(signal.SIGTERM, stop_server, server, graceful)
     gevent.signal_handler(signal.SIGINT, stop_server, server, graceful)
     print(f"OneKeyLLM listening on http://{host}:{port}", flush=True)

@@ -43,6 +43,8 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     max_file_bytes: int = 512 * 1024 * 1024
     keepalive_seconds: float = 15.0
+    header_timeout: float = 20.0  # a request's line and headers, in all (also an idle keep-alive connection)
+    body_timeout: float = 30.0  # a request body's longest pause between two reads
     cors_origins: Optional[str] = None
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
@@ -82,6 +84,8 @@ class Settings:
             max_body_bytes=int(_env("ONEKEYLLM_MAX_BODY_BYTES", str(cls.max_body_bytes))),
             max_file_bytes=int(_env("ONEKEYLLM_MAX_FILE_BYTES", str(cls.max_file_bytes))),
             keepalive_seconds=float(_env("ONEKEYLLM_KEEPALIVE_SECONDS", "15")),
+            header_timeout=float(_env("ONEKEYLLM_HEADER_TIMEOUT", "20")),
+            body_timeout=float(_env("ONEKEYLLM_BODY_TIMEOUT", "30")),
             cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
             trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
             pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),

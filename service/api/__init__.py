@@ -18,6 +18,9 @@ def register_blueprints(api: Api) -> None:
         usage,
         usage_page,
     )
+    from .openapi import either_properties
+
+    api.ma_plugin.converter.add_attribute_function(either_properties)
 
     for module in (runtime, responses, chat, messages, admin, auth_routes, usage, conversations, files, usage_page,
                    admin_users, console):

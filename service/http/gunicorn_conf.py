@@ -9,8 +9,9 @@ import os
 bind = os.environ.get("ONEKEYLLM_BIND", os.environ.get("GUNICORN_BIND", "127.0.0.1:8000"))
 workers = int(os.environ.get("ONEKEYLLM_WORKERS", os.environ.get("WEB_CONCURRENCY", "2")))
 # gevent's own WSGI server in each worker: measured 20 % more requests/s than gunicorn's gevent
-# worker (bench/README.md), with the same cooperative sockets.
-worker_class = os.environ.get("ONEKEYLLM_WORKER_CLASS", "gevent_pywsgi")
+# worker (bench/README.md), with the same cooperative sockets; with the handler of `onekeyllm serve`
+# (service/http/wsgi_server.py), which refuses ambiguous framing and slow clients.
+worker_class = os.environ.get("ONEKEYLLM_WORKER_CLASS", "service.http.gunicorn_worker.StrictGeventPyWSGIWorker")
 worker_connections = int(os.environ.get("ONEKEYLLM_WORKER_CONNECTIONS", "2000"))
 # streams may stay open for as long as the upstream takes: gevent workers heartbeat
 # independently of requests, so this only bounds a worker that stopped answering.

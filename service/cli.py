@@ -34,16 +34,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent import monkey
 
     monkey.patch_all()
+    import atexit
+    import logging
     import signal
 
     import gevent
     from gevent.pywsgi import WSGIServer
 
     from . import create_app
+    from .observability.metrics_dir import make_instance_dir, remove_instance_dir
 
+    make_instance_dir()  # before the app imports prometheus_client
+    atexit.register(remove_instance_dir)
     app = create_app()
-    access_log = None if args.quiet else "default"
-    server = WSGIServer(_listener(args.host, args.port), app, log=access_log, error_log="default")
+    if args.quiet:
+        logging.getLogger("onekeyllm.access").setLevel(logging.WARNING)
+    # the app writes the access line (with the request id, in the chosen format); the server only its errors
+    server = WSGIServer(_listener(args.host, args.port), app, log=None, error_log=logging.getLogger("onekeyllm.server"))
     gevent.signal_handler(signal.SIGTERM, server.stop, 5)
     gevent.signal_handler(signal.SIGINT, server.stop, 5)
     print(f"OneKeyLLM listening on http://{args.host}:{args.port}", flush=True)

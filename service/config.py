@@ -32,6 +32,10 @@ class Settings:
     cors_origins: Optional[str] = None
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
+    files_url: Optional[str] = None  # where file contents live: a local path or s3://bucket/prefix (files_dir if unset)
+    s3_endpoint_url: Optional[str] = None  # an S3-compatible store that is not AWS (MinIO, Ceph, R2)
+    metrics_token: Optional[str] = None  # bearer for GET /metrics (unset: the admin bearer)
+    log_format: str = "text"  # "json": one JSON object per log line
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +68,10 @@ class Settings:
             cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
             trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
             pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),
+            files_url=_env("ONEKEYLLM_FILES_URL"),
+            s3_endpoint_url=_env("ONEKEYLLM_S3_ENDPOINT_URL"),
+            metrics_token=_env("ONEKEYLLM_METRICS_TOKEN"),
+            log_format=_env("ONEKEYLLM_LOG_FORMAT", cls.log_format).strip().lower(),
             env_accounts=accounts,
         )
 

@@ -5,6 +5,9 @@ column to an existing table uses playhouse.migrate so old rows are kept.
 """
 from __future__ import annotations
 
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_schema
+
 from . import models as m
 from .db import database, is_postgres
 
@@ -38,8 +41,15 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
+def m006_request_id(db) -> None:
+    """The request log names each call's `x-request-id` (a fresh schema has it from m002 already)."""
+    if "request_id" not in {column.name for column in db.get_columns("request_log")}:
+        migrator = SchemaMigrator.from_database(database.obj)
+        migrate_schema(migrator.add_column("request_log", "request_id", m.RequestLog.request_id))
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes]
+              m005_drop_redundant_indexes, m006_request_id]
 
 
 def schema_version() -> int:

@@ -13,6 +13,7 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+from werkzeug.wsgi import ClosingIterator
 
 from ..money import usd
 from ..observability import metrics
@@ -54,7 +55,9 @@ def _access_fields(trace: CallTrace, method: str, route: str, status: int) -> di
 
 def install_access(app: Flask) -> None:
     """Register the hooks: the trace at the start, the headers on the answer, the line and metrics at its end."""
-    app.before_request(current_trace)
+    @app.before_request
+    def begin() -> None:
+        current_trace()
 
     @app.after_request
     def finish(response: Response) -> Response:
@@ -71,5 +74,8 @@ def install_access(app: Flask) -> None:
             metrics.record_request(route, status, trace)
             log_access(_access_fields(trace, method, route, status))
 
-        response.call_on_close(done)
+        if response.direct_passthrough:  # werkzeug hands such a body to the server as it is: close it ourselves
+            response.response = ClosingIterator(response.response, done)
+        else:
+            response.call_on_close(done)
         return response

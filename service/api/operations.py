@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 import marshmallow as ma
 from flask import Response, current_app
@@ -10,10 +11,11 @@ from flask.views import MethodView
 from ..accounts.auth import bearer_token, require_admin
 from ..api_error import ApiError
 from ..observability.metrics import exposition
-from ..storage.db import connected, database
+from ..storage.db import check_database, connected
 from ..storage.files import store_for
 from .blueprint import Blueprint
 
+log = logging.getLogger("onekeyllm.health")
 blp = Blueprint("operations", __name__, url_prefix="", description="Readiness and metrics")
 # these take their own database connection, so that a database that is gone is their answer, not their error
 OWN_CONNECTION = frozenset({"/v1/health", "/metrics"})
@@ -28,11 +30,11 @@ class HealthSchema(ma.Schema):
 
 def _database_answers() -> bool:
     try:
-        with connected():
-            database.execute_sql("SELECT 1")
+        check_database()
         return True
-    except Exception:  # noqa: BLE001 - whatever the driver raises, the database did not answer
-        current_app.logger.warning("readiness: the database did not answer", exc_info=True)
+    except Exception as error:  # noqa: BLE001 - whatever the driver raises, the database did not answer
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        log.warning("readiness: the database did not answer: %s %s", type(error).__name__, reason)
         return False
 
 

@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = WSGIServer(_listener(args.host, args.port), app, log=None, error_log=logging.getLogger("onekeyllm.server"))
     gevent.signal_handler(signal.SIGTERM, server.stop, 5)
     gevent.signal_handler(signal.SIGINT, server.stop, 5)
-    print(f"OneKeyLLM listening on http://{args.host}:{args.port}", flush=True)
+    logging.getLogger("onekeyllm").info("OneKeyLLM listening on http://%s:%s", args.host, args.port)
     server.serve_forever()
     return 0
 
@@ -157,7 +157,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .config import Settings
     from .storage.db import init_database
 
+    from .observability.logs import configure_logging
+
     settings = Settings.from_env()
+    configure_logging(settings.log_format)
     init_database(settings.database_url)
     _, token = bootstrap(settings)
     if token:

@@ -17,8 +17,9 @@ from .blueprint import Blueprint
 
 log = logging.getLogger("onekeyllm.health")
 blp = Blueprint("operations", __name__, url_prefix="", description="Readiness and metrics")
-# these take their own database connection, so that a database that is gone is their answer, not their error
-OWN_CONNECTION = frozenset({"/v1/health", "/metrics"})
+# no connection held for these requests: readiness and metrics take their own, so that a database that is gone
+# is their answer rather than their error; liveness (`/v1/ping`, api/runtime.py) touches nothing
+OWN_CONNECTION = frozenset({"/v1/health", "/metrics", "/v1/ping"})
 UNAVAILABLE = "unavailable"
 
 

@@ -31,27 +31,37 @@ TOKEN_KINDS = (("input", "input_tokens"), ("output", "output_tokens"), ("cached"
                ("cache_write", "cache_creation_tokens"))
 
 
+_CHILDREN: dict = {}  # (metric, label values) -> its child: prometheus_client's own look-up checks and locks
+
+
+def _child(metric, *labels: str):
+    child = _CHILDREN.get((metric, labels))
+    if child is None:
+        child = _CHILDREN[(metric, labels)] = metric.labels(*labels)
+    return child
+
+
 def record_request(route: str, status: int, trace: CallTrace) -> None:
     """Count one answered request, and what its settled call used."""
     entry = trace.entry
     if entry is None:
-        REQUESTS.labels(route, "", "", str(status)).inc()
+        _child(REQUESTS, route, "", "", str(status)).inc()
         return
     model, account = entry.model, entry.account or ""
-    REQUESTS.labels(route, model, account, str(entry.status_code)).inc()
+    _child(REQUESTS, route, model, account, str(entry.status_code)).inc()
     usage = entry.usage
     for kind, name in TOKEN_KINDS:
         count = getattr(usage, name, 0)
         if count:
-            TOKENS.labels(model, kind).inc(count)
+            _child(TOKENS, model, kind).inc(count)
     if trace.charged:
-        COST.labels(model).inc(trace.charged / 1e9)
+        _child(COST, model).inc(trace.charged / 1e9)
     upstream = trace.upstream_total()
     if upstream is not None and account:
-        UPSTREAM_SECONDS.labels(account).observe(upstream)
+        _child(UPSTREAM_SECONDS, account).observe(upstream)
     first = trace.first_token_seconds()
     if first is not None:
-        FIRST_TOKEN_SECONDS.labels(model).observe(first)
+        _child(FIRST_TOKEN_SECONDS, model).observe(first)
 
 
 class AccountCooling:

@@ -155,9 +155,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema; print the admin token if this first start generated one."""
     from .bootstrap import bootstrap
     from .config import Settings
-    from .storage.db import init_database
-
     from .observability.logs import configure_logging
+    from .storage.db import init_database
 
     settings = Settings.from_env()
     configure_logging(settings.log_format)

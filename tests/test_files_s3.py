@@ -144,10 +144,11 @@ def test_a_put_over_the_limit_leaves_no_object_and_no_upload(tmp_path, s3):
                                                                "ONEKEYLLM_MAX_FILE_BYTES": str(9 * 1024 * 1024)})
     try:
         key = server.create_key(budget="1", name="limit")
+        assert put(server, key["key"], "fits.txt", b"small").status_code == 200
         answer = put(server, key["key"], "too/big.bin", iter([os.urandom(1024 * 1024)] * 12))  # chunked, no length
         assert answer.status_code == 413, answer.text
         assert answer.json()["error"]["code"] == "file_too_large"
-        assert objects(s3, key["id"]) == {}
+        assert objects(s3, key["id"]) == {"fits.txt": 5}
         assert not s3.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads"), "the multipart upload is aborted"
     finally:
         server.stop()

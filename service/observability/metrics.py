@@ -6,6 +6,7 @@ live in this process. Recording is a few dictionary look-ups and additions per r
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Optional
@@ -16,6 +17,7 @@ from prometheus_client.registry import REGISTRY
 
 from .calls import CallTrace
 
+log = logging.getLogger("onekeyllm.metrics")
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600)
 
 REQUESTS = Counter("onekeyllm_requests", "Answered requests", ["route", "model", "account", "status"])
@@ -75,9 +77,14 @@ class AccountCooling:
         family = GaugeMetricFamily("onekeyllm_account_cooling", "1 while the account is cooled down",
                                    labels=["account"])
         now = time.time()
-        with connected():
-            for name, until in Account.select(Account.name, Account.cooldown_until).tuples():
-                family.add_metric([name], 1.0 if until and until > now else 0.0)
+        try:
+            with connected():
+                rows = list(Account.select(Account.name, Account.cooldown_until).tuples())
+        except Exception:  # noqa: BLE001 - a database that is gone costs this gauge, not the whole scrape
+            log.warning("metrics: the accounts' cooldowns could not be read", exc_info=False)
+            return
+        for name, until in rows:
+            family.add_metric([name], 1.0 if until and until > now else 0.0)
         yield family
 
 

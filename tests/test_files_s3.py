@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import threading
 from types import SimpleNamespace
 
@@ -16,6 +15,7 @@ import openai
 import pytest
 import requests
 from conftest import drop_database, free_port, start_server
+from loopback_tcp import LoopbackListener
 from moto.server import ThreadedMotoServer
 from test_files import PDF, b64, last_user_content, memory_kb, put, reset_peak_memory
 
@@ -184,30 +184,16 @@ def test_a_store_that_is_down_is_503_in_our_envelope(tmp_path):
         server.stop()
 
 
-class SilentStore:
+class SilentStore(LoopbackListener):
     """A TCP endpoint that takes connections and never answers: an object store that hangs."""
 
     def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.accepted = threading.Event()
-        self.held: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(connection)
-            self.accepted.set()
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (a bare close would not)
-        self.listener.close()
-        for connection in self.held:
-            connection.close()
+    def take(self, connection) -> None:
+        super().take(connection)
+        self.accepted.set()
 
 
 def test_a_hanging_store_stalls_only_its_own_requests(tmp_path):

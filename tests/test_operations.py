@@ -17,6 +17,7 @@ import openai
 import pytest
 import requests
 from conftest import drop_database, free_port, fresh_database_url, is_postgres, start_server
+from loopback_tcp import LoopbackListener
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -51,26 +52,18 @@ def chat(server, key: str, **headers) -> requests.Response:
 
 
 # ---------------------------------------------------------------- readiness
-class ClosableProxy:
+class ClosableProxy(LoopbackListener):
     """A TCP proxy to PostgreSQL that can be shut: the database then refuses the gateway's connections."""
 
     def __init__(self, port: int) -> None:
         self.target = ("127.0.0.1", port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            self.sockets += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+    def take(self, connection) -> None:
+        upstream = socket.create_connection(self.target)
+        self.kept += [connection, upstream]
+        for source, sink in ((connection, upstream), (upstream, connection)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     @staticmethod
     def _pump(source, sink) -> None:
@@ -84,16 +77,6 @@ class ClosableProxy:
                 end.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
 
 
 def health(server) -> tuple:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -347,3 +349,20 @@ def test_the_metrics_directory_is_made_per_instance(two_workers, tmp_path):
         assert os.path.isdir(metrics_dir(other.process.pid))
     finally:
         other.stop()
+
+
+def test_a_dead_workers_inflight_gauge_is_dropped_and_its_counts_kept(two_workers):
+    workers = worker_pids(two_workers)
+    directory = metrics_dir(workers[0])
+    victim = workers[-1]
+    assert (directory / f"gauge_livesum_{victim}.db").exists()
+    counted = (directory / f"counter_{victim}.db").exists()
+    os.kill(victim, signal.SIGKILL)
+    for _ in range(100):
+        if victim not in worker_pids(two_workers) and len(worker_pids(two_workers)) == 2 \
+                and not (directory / f"gauge_livesum_{victim}.db").exists():
+            break
+        time.sleep(0.1)
+    assert not (directory / f"gauge_livesum_{victim}.db").exists(), "the dead worker's live gauge is gone"
+    assert (directory / f"counter_{victim}.db").exists() == counted, "its counts stay in the totals"
+    assert total(scrape(two_workers, METRICS_TOKEN), "onekeyllm_inflight_requests") >= 1  # the scrape itself

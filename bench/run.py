@@ -128,17 +128,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30.0) -> None:
+def wait_http(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30.0, method: str = "GET",
+              any_status: bool = False) -> None:
+    """Wait until `url` answers (a 2xx, a 401 for a POST without a key, or any status with `any_status`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{url}: process exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"process exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            status = requests.request(method, url, timeout=1).status_code
+            if any_status or status < 300 or (method == "POST" and status == 401):
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.05)
+        time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer in {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
@@ -394,6 +397,50 @@ class LiteLLM:
         self.procs.stop(self.process)
 
 
+class Floor:
+    """The stack's floor (bench/floor.py): Flask on gunicorn gevent_pywsgi, a dict bearer, urllib3 forwarding."""
+
+    KEY = "sk-floor-bench"
+
+    def __init__(self, procs: Processes, workdir: Path, upstream: str, workers: int):
+        self.procs = procs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "floor.log"
+        env = {**os.environ, "FLOOR_UPSTREAM": f"{upstream}/v1", "PYTHONPATH": str(BENCH)}
+        self.process = procs.start([PYTHON, "-m", "gunicorn", "-k", "gevent_pywsgi", "-w", str(workers),
+                                    "--worker-connections", "2000", "-b", f"127.0.0.1:{self.port}",
+                                    "--no-control-socket", "floor:build()"], self.log_path, env)
+        wait_http(self.url + "/v1/chat/completions", self.process, self.log_path, timeout=60, method="POST")
+        deadline = time.monotonic() + 30
+        while len(child_pids(self.process.pid)) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.workers = child_pids(self.process.pid)
+
+    def stop(self) -> None:
+        self.procs.stop(self.process)
+
+
+class Portkey:
+    """Portkey's gateway (Node, one process; `--portkey DIR`, a folder where `npm install @portkey-ai/gateway`
+    ran), routed to the fast upstream with its `x-portkey-provider` and `x-portkey-custom-host` headers."""
+
+    def __init__(self, procs: Processes, workdir: Path, folder: str, upstream: str):
+        self.procs = procs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "portkey.log"
+        start = Path(folder) / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+        self.headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": f"{upstream}/v1"}
+        self.process = procs.start(["node", str(start), f"--port={self.port}", "--headless"], self.log_path,
+                                   dict(os.environ))
+        wait_http(self.url + "/v1/models", self.process, self.log_path, timeout=60, any_status=True)
+        self.workers = [self.process.pid, *child_pids(self.process.pid)]
+
+    def stop(self) -> None:
+        self.procs.stop(self.process)
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -559,7 +606,7 @@ class Result:
 
     @property
     def target(self) -> str:
-        if self.db == "litellm" or self.scenario not in TARGETS:
+        if self.db in ("litellm", "floor", "portkey") or self.scenario not in TARGETS:
             return ""
         what, check = TARGETS[self.scenario]
         met = not self.note.startswith("FAILED") and check(self)
@@ -630,6 +677,50 @@ def comparison(results: list[Result]) -> str:
         ratio = value(theirs) / worst if lower else worst / value(theirs)
         verdict = f"{ratio:.1f}× {'less' if lower else 'more'}" if ratio >= 1 else f"{1 / ratio:.1f}× worse"
         rows.append([label] + [f"{v:,.2f} {unit}" for v in values] + [f"{value(theirs):,.2f} {unit}", verdict])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+ISSUE_18 = [  # (figure, how it is computed, the target): CPU per call against the stack's floor, same run
+    ("CPU per Chat call, SQLite, 32 conc.", "cpu", "sqlite", "chat-32", "floor", "chat-32", 1.5),
+    ("CPU per Chat call, PostgreSQL incl. its own CPU, 32 conc.", "cpu+db", "postgres", "chat-32", "floor",
+     "chat-32", 2.5),
+    ("CPU per streamed Chat call, SQLite", "cpu", "sqlite", "chat-stream-32", "floor", "chat-stream-32", 1.5),
+    ("CPU per streamed Chat call, PostgreSQL incl. its own", "cpu+db", "postgres", "chat-stream-32", "floor",
+     "chat-stream-32", 1.5),
+    ("Responses → chat account vs Chat passthrough, SQLite", "cpu", "sqlite", "responses-32", "sqlite", "chat-32",
+     1.3),
+    ("Messages → anthropic account vs Chat passthrough, SQLite", "cpu", "sqlite", "messages-32", "sqlite",
+     "chat-32", 1.3),
+    ("Responses → chat account vs Chat passthrough, PostgreSQL", "cpu+db", "postgres", "responses-32", "postgres",
+     "chat-32", 1.3),
+    ("Messages → anthropic account vs Chat passthrough, PostgreSQL", "cpu+db", "postgres", "messages-32",
+     "postgres", "chat-32", 1.3),
+]
+
+
+def ratios(results: list[Result]) -> str:
+    """Issue 18's targets, each a ratio within this run (the figure that holds on a noisy machine)."""
+    by = {(r.db, r.scenario): r for r in results if not r.note.startswith("FAILED") and r.cpu_ms}
+    rows = [["figure", "ours", "against", "ratio", "target"], ["---"] * 5]
+
+    def cpu(result: Result, with_db: bool) -> float:
+        return result.cpu_ms["gateway"] + (result.cpu_ms["database"] if with_db else 0.0)
+
+    for label, how, db, scenario, base_db, base_scenario, target in ISSUE_18:
+        ours, base = by.get((db, scenario)), by.get((base_db, base_scenario))
+        if ours is None or base is None:
+            continue
+        mine, theirs = cpu(ours, how == "cpu+db"), cpu(base, how == "cpu+db" and base_db != "floor")
+        ratio = mine / theirs if theirs else float("inf")
+        rows.append([label, f"{mine:.2f} ms", f"{theirs:.2f} ms ({base_db} {base_scenario})", f"{ratio:.2f}×",
+                     f"≤ {target}×: {'met' if ratio <= target else 'NOT met'}"])
+    ours, floor = by.get(("sqlite", "chat-1")), by.get(("floor", "chat-1"))
+    if ours and floor:
+        gap = ours.p50 - floor.p50
+        rows.append(["p50 at 1 concurrent, SQLite vs the floor", f"{ours.p50:.2f} ms", f"{floor.p50:.2f} ms",
+                     f"{gap:+.2f} ms", f"≤ +0.5 ms: {'met' if gap <= 0.5 else 'NOT met'}"])
+    if len(rows) == 2:
+        return ""
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
@@ -708,6 +799,19 @@ class Bench:
         finally:
             proxy.stop()
 
+    def run_competitor(self, name: str, start: Callable[[], object], key: str, scenarios: tuple) -> None:
+        """The Chat scenarios against another server (the floor, Portkey) on the same upstream and machine."""
+        self.say(f"{name}: starting")
+        server = start()
+        try:
+            for scenario in SCENARIOS:
+                if scenario.name in scenarios and self.wanted(scenario.name):
+                    label = scenario.label.format(chunks=self.args.chunks)
+                    self.attempt(name, scenario.name, label, str(scenario.concurrency),
+                                 lambda s=scenario: self.load_scenario(name, server, key, s))
+        finally:
+            server.stop()
+
     def baseline(self) -> dict:
         """LiteLLM's figures per scenario: measured in this run where it was, else issue 6's."""
         figures = {name: dict(values) for name, values in ISSUE_LITELLM.items()}
@@ -726,7 +830,9 @@ class Bench:
             self.results.append(Result(kind, name, label, concurrency, note=f"FAILED: {message}"))
 
     # ----- one wrk scenario
-    def _headers(self, scenario: Scenario, key: str) -> dict:
+    def _headers(self, scenario: Scenario, key: str, server: object = None) -> dict:
+        if getattr(server, "headers", None):
+            return {"Authorization": f"Bearer {key}", **server.headers}
         if scenario.anthropic:
             return {"x-api-key": key, "anthropic-version": "2023-06-01"}
         return {"Authorization": f"Bearer {key}"}
@@ -744,7 +850,7 @@ class Bench:
                       db_name: Optional[str] = None) -> Result:
         label = scenario.label.format(chunks=self.args.chunks)
         self.say(f"{kind}: {scenario.name} ({label}, {scenario.concurrency} concurrent, {self.args.duration:g} s)")
-        headers = self._headers(scenario, key)
+        headers = self._headers(scenario, key, gateway)
         url = gateway.url + scenario.path
         # each worker answers a few first, so that caches and pools are warm in both
         for _ in range(4 * len(gateway.workers)):
@@ -971,6 +1077,10 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     parser.add_argument("--litellm", default=None, metavar="PATH",
                         help="also measure LiteLLM proxy (the `litellm` executable of its own virtualenv) on the "
                              "Chat scenarios and its start; the targets are then relative to it")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the stack's floor (bench/floor.py: Flask + gunicorn + urllib3, nothing else)")
+    parser.add_argument("--portkey", default=None, metavar="DIR",
+                        help="also measure Portkey's gateway, installed in DIR by `npm install @portkey-ai/gateway`")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, wrk scripts)")
     args = parser.parse_args(argv)
@@ -1017,6 +1127,12 @@ def main(argv: Optional[list] = None) -> int:
         kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
         for kind in kinds:
             bench.run_db(kind)
+        if not args.no_floor:
+            bench.run_competitor("floor", lambda: Floor(procs, workdir, bench.upstream, args.workers), Floor.KEY,
+                                 ("chat-1", "chat-32", "chat-stream-32"))
+        if args.portkey:  # its streaming fails on Node 20: the non-streamed scenarios only
+            bench.run_competitor("portkey", lambda: Portkey(procs, workdir, args.portkey, bench.upstream),
+                                 "sk-bench-upstream", ("chat-1", "chat-32"))
         if args.litellm:
             bench.run_litellm()
     finally:
@@ -1035,6 +1151,10 @@ def main(argv: Optional[list] = None) -> int:
     if against:
         print("\nAgainst LiteLLM, this run:\n")
         print(against)
+    against_floor = ratios(bench.results)
+    if against_floor:
+        print("\nIssue 18, against the stack's floor in this run:\n")
+        print(against_floor)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "command": command, "results": [
             {**r.__dict__, "target": r.target} for r in bench.results]}, indent=2, default=str))

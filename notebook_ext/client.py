@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Union
 
 import pandas as pd
 import requests
 
 from . import frames
+from .attachments import compose
 from .errors import GatewayError, error_from_exception, error_from_response
 from .sse import iter_events
 
@@ -83,6 +85,8 @@ class Client:
         self.model = model or os.environ.get("ONEKEYLLM_MODEL") or None
         self.timeout = timeout
         self.session = requests.Session()
+        self.started_at = time.time()  # `session_frame()`: what this client (this notebook) has spent since
+        self.response_ids: list[str] = []
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key={redact(self.api_key)!r}, model={self.model!r})"
@@ -133,11 +137,27 @@ class Client:
     def respond(self, input: Union[str, list], *, model: Optional[str] = None,
                 instructions: Optional[str] = None, previous_response_id: Optional[str] = None,
                 stream: bool = True, on_delta: Optional[Callable[[str], None]] = None,
-                **fields: Any) -> Reply:
-        """Create a response; with `stream`, `on_delta` gets each piece of text as it arrives."""
+                values: Optional[Mapping[str, Any]] = None, images: Iterable[Any] = (),
+                files: Iterable[Union[str, os.PathLike]] = (), **fields: Any) -> Reply:
+        """Create a response; with `stream`, `on_delta` gets each piece of text as it arrives.
+
+        With `values`, `{name}` in a text input is filled from it: a DataFrame or Series as a Markdown table,
+        a matplotlib Figure attached as an image. `images` (Figures, PNG bytes, paths) are attached as
+        `input_image` parts, `files` (paths) uploaded through /v1/files and attached as `input_file` parts.
+        """
         model = model or self.model
         if not model:
             raise GatewayError("no model chosen: pass model=…, set ONEKEYLLM_MODEL or run %onekey config --model M")
+        if isinstance(input, str) and (values is not None or images or files):
+            _, input = compose(input, values, images=images, files=files, upload=self.upload_file)
+        reply = self._respond(input, model, instructions, previous_response_id, stream, on_delta, fields)
+        if reply.response.get("id"):
+            self.response_ids.append(reply.response["id"])
+        return reply
+
+    def _respond(self, input: Union[str, list], model: str, instructions: Optional[str],
+                 previous_response_id: Optional[str], stream: bool, on_delta: Optional[Callable[[str], None]],
+                 fields: dict) -> Reply:
         body = {"model": model, "input": input, "stream": stream, **fields}
         if instructions:
             body["instructions"] = instructions
@@ -189,6 +209,17 @@ class Client:
     def response(self, response_id: str) -> dict:
         """A stored response of this key."""
         return self._json("GET", f"/v1/responses/{response_id}")
+
+    def upload_file(self, path: Union[str, os.PathLike], purpose: str = "user_data") -> dict:
+        """Upload a file through /v1/files; returns its FileObject (its `id` goes in an `input_file` part)."""
+        path = os.fspath(path)
+        try:
+            handle = open(path, "rb")
+        except OSError as error:
+            raise GatewayError(f"cannot read {path}: {error.strerror}") from None
+        with handle:
+            return self._json("POST", "/v1/files", data={"purpose": purpose},
+                              files={"file": (os.path.basename(path), handle)})
 
     # ------------------------------------------------------------------------------------------ usage
 
@@ -263,3 +294,21 @@ class Client:
     def capacity_frame(self, refresh: bool = False) -> pd.DataFrame:
         """One row per upstream account and budget window."""
         return frames.capacity_frame(self.capacity(refresh))
+
+    def spend_frame(self, by: str = "day") -> pd.DataFrame:
+        """Requests, tokens and cost_usd by `day`, `model` or `key` (a user token sees each of its keys)."""
+        if by in ("day", "model"):
+            return self.summary_frame(by)
+        if by != "key":
+            raise GatewayError(f"by must be 'day', 'model' or 'key', not {by!r}")
+        log = self.requests_frame(limit=100_000)
+        if "key_id" not in log.columns:  # a key sees its own rows only
+            log["key_id"] = self.usage().get("id") if not log.empty else pd.Series(dtype="object")
+        return frames.spend_by_key(log)
+
+    def session_frame(self) -> pd.DataFrame:
+        """The request-log rows of the responses this client created (this notebook's session)."""
+        if not self.response_ids:
+            return frames.requests_frame([])
+        log = self.requests_frame(since=int(self.started_at) - 1, limit=max(100, 4 * len(self.response_ids)))
+        return log[log["response_id"].isin(set(self.response_ids))].reset_index(drop=True)

@@ -111,3 +111,14 @@ def models_frame(models: Iterable[dict]) -> pd.DataFrame:
     """The model catalog."""
     frame = _frame(models, MODEL_COLUMNS)
     return _typed(frame, times=["created"])
+
+
+def spend_by_key(log: pd.DataFrame) -> pd.DataFrame:
+    """Request-log rows (with `key_id`) summed per key, costliest first."""
+    columns = ["key_id", *SUMMARY_COUNTS, "cost_usd"]
+    if log.empty:
+        return _typed(pd.DataFrame(columns=columns), money=["cost_usd"], ints=SUMMARY_COUNTS)
+    grouped = log.groupby("key_id").agg(requests=("id", "count"), input_tokens=("input_tokens", "sum"),
+                                        output_tokens=("output_tokens", "sum"), cached_tokens=("cached_tokens", "sum"),
+                                        cost_usd=("cost_usd", "sum")).reset_index()
+    return grouped.sort_values(["cost_usd", "key_id"], ascending=[False, True]).reset_index(drop=True)[columns]

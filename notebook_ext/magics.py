@@ -11,12 +11,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from .attachments import compose
 from .client import Client, redact
 from .errors import GatewayError
 from .prompt import interpolate, traceback_text
-from .render import FORMATS, LiveAnswer, call_line, show_quiet
+from .render import FORMATS, LiveAnswer, call_line, session_line, show_quiet, show_spend
 
-ONEKEY_COMMANDS = ("config", "models", "usage", "requests", "summary", "capacity", "thread", "chat", "dashboard")
+ONEKEY_COMMANDS = ("config", "models", "usage", "requests", "summary", "spend", "session", "capacity", "thread", "chat",
+                   "dashboard")
 
 
 @dataclass
@@ -102,24 +104,35 @@ class OneKeyMagics(Magics):
     @argument("-o", "--output", metavar="VAR", help="store the answer text in the variable VAR")
     @argument("-f", "--format", choices=FORMATS, default="markdown", help="how to render the answer")
     @argument("--json", action="store_true", help="show the raw response object")
+    @argument("--image", metavar="VAR", action="append", default=[],
+              help="attach the matplotlib Figure (or PNG bytes, or image path) in variable VAR; repeatable")
+    @argument("--file", metavar="PATH", action="append", default=[],
+              help="upload the file through /v1/files and attach it as an input_file; repeatable")
     @cell_magic
     def respond(self, line: str, cell: str) -> None:
         """Send the cell to /v1/responses and stream the answer; cells form one thread until --new.
 
-        The cell may use {var} from the namespace, {In[3]}, {Out[2]} and {Err[4]} (the traceback of cell 4).
+        The cell may use {var} from the namespace, {In[3]}, {Out[2]} and {Err[4]} (the traceback of cell 4);
+        {df} of a DataFrame or Series becomes a compact Markdown table, {fig} of a Figure an attached image.
         """
         args = parse_argstring(self.respond, line)
         if args.output and not args.output.isidentifier():
             raise UsageError(f"-o needs a variable name, not {args.output!r}")
         namespace = self.shell.user_ns
-        prompt = interpolate(cell, namespace).strip()
+        missing = [name for name in args.image if name not in namespace]
+        if missing:
+            raise UsageError(f"--image needs a variable of this notebook: no {missing[0]!r}")
+        prompt, content = compose(cell.strip(), namespace, images=[namespace[name] for name in args.image],
+                                  files=[_unquote(path) for path in args.file], upload=self.client.upload_file)
+        prompt = prompt.strip()
         if not prompt:
             raise UsageError("the cell is empty: write the prompt below %%respond")
         if args.new:
             self.thread = Thread()
         system = interpolate(_unquote(args.system), namespace) if args.system else None
         live = LiveAnswer(args.format, self.in_kernel)
-        reply = self.client.respond(prompt, model=args.model, instructions=system,
+        reply = self.client.respond(content if isinstance(content, list) else prompt, model=args.model,
+                                    instructions=system,
                                     previous_response_id=self.thread.last_id, stream=not args.no_stream,
                                     on_delta=live.feed)
         live.finish(reply.text, reply.response if args.json else None)
@@ -147,6 +160,7 @@ class OneKeyMagics(Magics):
     @magic_arguments()
     @argument("command", choices=ONEKEY_COMMANDS,
               help="config: show or change settings; models, usage, requests, summary, capacity: DataFrames; "
+                   "spend: the spend as a DataFrame and a chart; session: what this notebook spent so far; "
                    "thread: this session's thread; chat, dashboard: widgets")
     @argument("--base-url", metavar="U", help="config: the gateway's root URL")
     @argument("--key", metavar="K", help="config: the API key")
@@ -154,7 +168,8 @@ class OneKeyMagics(Magics):
     @argument("--since", help="requests: from (unix seconds, ISO date, or a look-back like 7d, 12h)")
     @argument("--until", help="requests: until (same forms as --since)")
     @argument("--limit", type=int, default=1000, help="requests: at most this many rows")
-    @argument("--by", choices=("day", "model"), default="day", help="summary: group by day or model")
+    @argument("--by", choices=("day", "model", "key"), default="day",
+              help="summary: group by day or model; spend: by day, model or key")
     @argument("--refresh", action="store_true", help="capacity: re-probe the upstream accounts first")
     @argument("--new", action="store_true", help="thread: forget the thread, the next cell starts a new one")
     @line_magic
@@ -173,7 +188,17 @@ class OneKeyMagics(Magics):
         if args.command == "requests":
             return client.requests_frame(since=args.since, until=args.until, model=args.model, limit=args.limit)
         if args.command == "summary":
+            if args.by == "key":
+                raise UsageError("summary groups by day or model; %onekey spend --by key groups by key")
             return client.summary_frame(args.by)
+        if args.command == "spend":
+            frame = client.spend_frame(args.by)
+            show_spend(frame, args.by)
+            return frame
+        if args.command == "session":
+            frame = client.session_frame()
+            print(session_line(frame, client.started_at))
+            return frame
         if args.command == "capacity":
             return client.capacity_frame(args.refresh)
         if args.command in ("chat", "dashboard"):

@@ -5,7 +5,7 @@ import os
 import traceback
 from string import Formatter
 from types import TracebackType
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import IPython
 
@@ -13,8 +13,12 @@ _IPYTHON_DIR = os.path.dirname(IPython.__file__)
 _formatter = Formatter()
 
 
-def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
-    """Replace each `{field}` that resolves in `namespace`; anything else (JSON, code, typos) stays as written."""
+def interpolate(template: str, namespace: Mapping[str, Any],
+                render: Optional[Callable[[Any], Optional[str]]] = None) -> str:
+    """Replace each `{field}` that resolves in `namespace`; anything else (JSON, code, typos) stays as written.
+
+    `render` may give the text of a value itself (a DataFrame's table, say); None: the usual formatting.
+    """
     try:
         parsed = list(_formatter.parse(template))
     except ValueError:  # unbalanced braces: the cell is not a template
@@ -30,6 +34,10 @@ def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
             continue
         try:
             value, _ = _formatter.get_field(field, (), namespace)
+            rendered = render(value) if render is not None and not conversion and not spec else None
+            if rendered is not None:
+                out.append(rendered)
+                continue
             value = _formatter.convert_field(value, conversion)
             out.append(_formatter.format_field(value, spec or ""))
         except Exception:  # an unknown name or index: keep the text the user wrote

@@ -112,3 +112,22 @@ class LiveAnswer:
             self._handle = display(data, raw=True, display_id=True)
         else:
             self._handle.update(data, raw=True)
+
+
+def session_line(log: Any, started_at: float) -> str:
+    """What this notebook has spent: calls, tokens and cost of the responses it created."""
+    since = time.strftime("%H:%M UTC", time.gmtime(started_at))
+    if log is None or len(log) == 0:
+        return f"This notebook: no calls yet (since {since})"
+    cost = Decimal(str(round(float(log["cost_usd"].sum()), 9)))
+    return (f"This notebook: {len(log)} call(s) · {int(log['input_tokens'].sum())} in / "
+            f"{int(log['output_tokens'].sum())} out tokens · {money(cost)} since {since}")
+
+
+
+def show_spend(frame: Any, by: str) -> None:
+    """Draw the spend (cost_usd) per day, model or key as a bar chart, under the cell."""
+    from .widgets import spend_chart
+
+    chart = spend_chart(frame, "key_id" if by == "key" else by, f"Spend by {by}")
+    display(chart["data"], raw=True)

@@ -123,8 +123,8 @@ class ChatPanel(widgets.VBox):
         self.status.value = f'<span style="color:#888;font-size:85%">{html.escape(line)}</span>'
 
 
-def spend_chart(frame: pd.DataFrame, label: str, title: str) -> dict:
-    """A bar chart of `cost_usd` per `label`, as a PNG display output (drawn without pyplot state)."""
+def spend_figure(frame: pd.DataFrame, label: str, title: str):
+    """A bar chart of `cost_usd` per `label` (a matplotlib Figure, drawn without pyplot state)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4.6, 2.8), dpi=100, layout="constrained")
@@ -137,10 +137,16 @@ def spend_chart(frame: pd.DataFrame, label: str, title: str) -> dict:
         names = frame[label].dt.strftime("%b %d") if label == "day" else frame[label].astype(str)
         axes.bar(names, frame["cost_usd"], color="#4c72b0")
         axes.set_ylabel("USD")
+        axes.set_ylim(bottom=0)  # spend is never negative (matplotlib centres an all-zero axis on 0)
         axes.tick_params(axis="x", labelrotation=30, labelsize=8)
         axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def spend_chart(frame: pd.DataFrame, label: str, title: str) -> dict:
+    """The spend chart as a PNG display output."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    spend_figure(frame, label, title).savefig(buffer, format="png")
     return {"output_type": "display_data", "metadata": {},
             "data": {"image/png": base64.b64encode(buffer.getvalue()).decode(), "text/plain": title}}
 

@@ -9,6 +9,7 @@ from flask_smorest import Api
 
 from . import __version__
 from .accounts.auth import Secrets
+from .api.docs_assets import ASSETS_URL, register_docs_assets
 from .api.openapi import ErrorResponsesPlugin
 from .api.schemas import ErrorSchema
 from .config import Settings
@@ -64,7 +65,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
     app.config.update(
         API_TITLE="OneKeyLLM", API_VERSION=__version__, OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_PATH="docs", OPENAPI_SWAGGER_UI_URL=ASSETS_URL,
         MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
@@ -93,4 +94,5 @@ def build_app(config: Optional[dict] = None) -> Flask:
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     register_blueprints(api)
+    register_docs_assets(app)
     return app

@@ -36,6 +36,7 @@ class Settings:
     s3_endpoint_url: Optional[str] = None  # an S3-compatible store that is not AWS (MinIO, Ceph, R2)
     metrics_token: Optional[str] = None  # bearer for GET /metrics (unset: the admin bearer)
     log_format: str = "text"  # "json": one JSON object per log line
+    bind: str = "127.0.0.1:8000"  # where `onekeyllm serve` listens (host:port); gunicorn.conf.py reads it too
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -72,6 +73,7 @@ class Settings:
             s3_endpoint_url=_env("ONEKEYLLM_S3_ENDPOINT_URL"),
             metrics_token=_env("ONEKEYLLM_METRICS_TOKEN"),
             log_format=_env("ONEKEYLLM_LOG_FORMAT", cls.log_format).strip().lower(),
+            bind=_env("ONEKEYLLM_BIND", cls.bind),
             env_accounts=accounts,
         )
 

@@ -32,6 +32,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+MADE_DATABASES: list = []  # the okltest_* databases this session made: dropped when it ends
+
+
 def is_postgres() -> bool:
     return BASE_DATABASE_URL.startswith(("postgres://", "postgresql://"))
 
@@ -49,6 +52,7 @@ def fresh_database_url(tmp_dir: Path, name: str) -> str:
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{db_name}"')
     admin.close()
+    MADE_DATABASES.append(db_name)
     return urlunparse(parsed._replace(path="/" + db_name))
 
 
@@ -173,6 +177,15 @@ def start_server(tmp_dir: Path, *, name: str = "gw", command: list | None = None
         process.kill()
         raise
     return Server(url, admin_token, process, log_path, database_url)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop every PostgreSQL database the session made, so no okltest_* outlives a run (.ci/run or not)."""
+    for name in MADE_DATABASES:
+        try:
+            drop_database(urlunparse(urlparse(BASE_DATABASE_URL)._replace(path="/" + name)))
+        except Exception as error:  # noqa: BLE001 - a database still in use by a stray process: say so, go on
+            print(f"could not drop the test database {name}: {error}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ def text_of(outputs: list) -> str:
 
 
 def test_the_notebooks_are_all_tested():
-    assert {p.name for p in NOTEBOOKS} == {"quickstart.ipynb", "usage_analysis.ipynb", "admin.ipynb"}
+    assert {p.name for p in NOTEBOOKS} == {"quickstart.ipynb", "usage_analysis.ipynb", "admin.ipynb",
+                                           "data_exploration.ipynb"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -104,3 +105,23 @@ def test_admin_notebook_revokes_its_key(executed, notebook_env):
     notebook = executed("admin.ipynb")
     assert "OneKeyLLM error 401" in text_of(outputs_of(notebook, 'admin("DELETE"'))
     assert notebook_env["ONEKEYLLM_ADMIN_TOKEN"] not in json.dumps(notebook)
+
+
+def test_data_exploration_asks_about_the_frame_the_chart_and_the_file(executed):
+    notebook = executed("data_exploration.ipynb")
+    first = text_of(outputs_of(notebook, "Which three questions"))
+    assert "DataFrame of 273 rows × 5 columns (first and last 10 shown)" in first and "| Harbour" in first
+    assert "Compare the stations in DataFrame of 3 rows × 3 columns" in text_of(outputs_of(notebook, "{by_station}"))
+    spend = outputs_of(notebook, "%onekey spend")
+    assert any("image/png" in o.get("data", {}) for o in spend) and "echo-1" in text_of(spend)
+    assert "This notebook: 4 call(s)" in text_of(outputs_of(notebook, "%onekey session"))
+
+
+def test_admin_notebook_without_the_admin_token_says_what_to_set(kernel_specs, notebook_env):
+    from nbclient.exceptions import CellExecutionError
+
+    env = {**notebook_env, "ONEKEYLLM_ADMIN_TOKEN": ""}
+    with pytest.raises(CellExecutionError) as stopped:
+        execute(ROOT / "notebooks" / "admin.ipynb", kernel_specs, env)
+    assert "set ONEKEYLLM_ADMIN_TOKEN to the admin token" in str(stopped.value)
+    assert "KeyError" not in str(stopped.value)

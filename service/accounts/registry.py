@@ -5,6 +5,8 @@ answers (money as decimal strings, credentials redacted).
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Optional
 
 from ..api_error import ApiError
@@ -29,13 +31,26 @@ def redact_credential(value: str) -> Optional[str]:
 
 
 # ---------------------------------------------------------------- accounts
+RECENT_ERROR_SECONDS = 300  # an error this long after the cooldown it caused still marks the account unhealthy
+
+
+def account_health(row: Account, now: Optional[float] = None) -> tuple[bool, Optional[int]]:
+    """(healthy, cooldown_until): unhealthy while cooling down or soon after an error; times in whole seconds."""
+    now = time.time() if now is None else now
+    until = float(row.cooldown_until or 0)
+    cooling = until > now
+    recent_error = bool(row.last_error) and until + RECENT_ERROR_SECONDS > now
+    return bool(row.healthy) and not cooling and not recent_error, math.ceil(until) if cooling else None
+
+
 def account_view(row: Account) -> dict:
     limits = {name: usd(value) if name.endswith("_usd") else value for name, value in (row.limits or {}).items()}
+    healthy, cooldown_until = account_health(row)
     return {"id": row.id, "object": "account", "name": row.name, "provider": row.provider,
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,
             "enabled": row.enabled, "limits": limits, "created_at": row.created_at,
-            "healthy": row.healthy, "cooldown_until": row.cooldown_until or None, "last_error": row.last_error}
+            "healthy": healthy, "cooldown_until": cooldown_until, "last_error": row.last_error}
 
 
 def get_account(account_id: str) -> Account:
@@ -112,7 +127,8 @@ def save_model(values: dict, row: Optional[CatalogModel] = None) -> CatalogModel
     """Create (row None; 409 if it exists) or update a catalog model."""
     if row is None:
         if CatalogModel.get_or_none(CatalogModel.id == values["id"]):
-            raise ApiError(409, f"The model '{values['id']}' exists already; PATCH it.", param="id")
+            raise ApiError(409, f"The model '{values['id']}' exists already: change it with PATCH /v1/admin/models/"
+                                f"{values['id']} or `onekeyllm models update {values['id']}`.", param="id")
         values.setdefault("display_name", values["id"])
         row = CatalogModel(**values)
         row.save(force_insert=True)
@@ -139,6 +155,11 @@ def key_view(row: ApiKey, plaintext: Optional[str] = None) -> dict:
     if plaintext is not None:
         view["key"] = plaintext
     return view
+
+
+def live_keys():
+    """The keys that are not revoked (a query: callers page or list it)."""
+    return ApiKey.select().where(ApiKey.revoked == False)  # noqa: E712
 
 
 def get_key(key_id: str, email: Optional[str] = None) -> ApiKey:

@@ -113,8 +113,7 @@ class Keys(MethodView):
     @blp.response(200, KeyListSchema)
     def get(self, args):
         """List live keys (never their values)."""
-        query = ApiKey.select().where(ApiKey.revoked == False)  # noqa: E712
-        return list_page(query, ApiKey, args, registry.key_view)
+        return list_page(registry.live_keys(), ApiKey, args, registry.key_view)
 
     @blp.arguments(KeyInSchema)
     @blp.response(201, KeyOutSchema)

@@ -131,8 +131,8 @@ class AccountOutSchema(ma.Schema):
     limits = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), metadata={
         "description": "`*_usd` as decimal strings, `*_requests` and `*_tokens` as integers"})
     created_at = fields.Integer()
-    healthy = fields.Boolean()
-    cooldown_until = fields.Float(allow_none=True)
+    healthy = fields.Boolean(metadata={"description": "false while cooling down or within 5 minutes after an error"})
+    cooldown_until = fields.Integer(allow_none=True, metadata={"description": "unix seconds; null when not cooling"})
     last_error = fields.String(allow_none=True)
 
 

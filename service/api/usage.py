@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterator, Optional
@@ -108,6 +109,11 @@ def request_row(row: RequestLog) -> dict:
             "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
             "cached_tokens": row.cached_tokens, "cost_usd": usd(row.cost_nano), "latency_ms": row.latency_ms,
             "response_id": row.response_id, "request_id": row.request_id}
+
+
+def admin_row(row: RequestLog, names: dict) -> dict:
+    """A request-log row as the admin sees it: with its key's id and name."""
+    return {"key_id": row.key_id, "key_name": names.get(row.key_id, ""), **request_row(row)}
 
 
 def _list(data: list, has_more: bool) -> dict:
@@ -300,5 +306,23 @@ class AdminUsage(MethodView):
                             headers={"Content-Disposition": 'attachment; filename="usage.csv"'})
         rows, more = _page(condition, args["limit"], _anchor(scope, args["after"]))
         names = _key_names(rows)
-        data = [{"key_id": row.key_id, "key_name": names.get(row.key_id, ""), **request_row(row)} for row in rows]
+        data = [admin_row(row, names) for row in rows]
         return _list(data, more)
+
+
+def export_usage(format: str, *, since: Optional[int] = None, until: Optional[int] = None,
+                 key_id: Optional[str] = None) -> Iterator[str]:
+    """Every key's request log, newest first, as the admin route gives it: CSV, or JSON lines (`onekeyllm usage
+    export`). Needs a bound database; opens its own connections."""
+    scope = RequestLog.key_id == key_id if key_id else RequestLog.id.is_null(False)
+    condition = _filtered(scope, {"since": since, "until": until})
+    if format == "csv":
+        yield from _csv_stream(condition)
+        return
+    anchor, more = None, True
+    while more:
+        with connected():
+            rows, more = _page(condition, CSV_BATCH, anchor)
+            names = _key_names(rows)
+        yield "".join(json.dumps(admin_row(row, names)) + "\n" for row in rows)
+        anchor = rows[-1] if rows else None

@@ -203,6 +203,50 @@ def add_serve(sub) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    """Users' allowances: what an email may put on the keys it creates itself."""
+    _database()
+    from .accounts import users
+    from .accounts.addresses import normalize_address
+    from .config import Settings
+    from .money import to_nano
+    from .storage.models import UserAllowance
+
+    def run():
+        if args.action == "list":
+            _show([users.allowance_view(r) for r in UserAllowance.select().order_by(UserAllowance.email)])
+            return
+        email = normalize_address(args.email)
+        if args.action == "set":
+            values = {name: to_nano(value) for name, value in (("budget_nano", args.budget), ("used_nano", args.used))
+                      if value is not None}
+            if args.max_keys is not None:
+                values["max_keys"] = args.max_keys
+            if "budget_nano" not in values and UserAllowance.get_or_none(UserAllowance.email == email) is None:
+                raise ValueError(f"'{email}' has no allowance yet: give it a --budget")
+            _show(users.allowance_view(users.set_allowance(email, values, Settings.from_env().user_max_keys)))
+        elif args.action == "remove":
+            _show(users.delete_allowance(users.get_allowance(email)))
+
+    return _run_admin(run)
+
+
+def add_users(sub) -> None:
+    users = sub.add_parser("users", help="list, set and remove users' allowances (keys they may create themselves)",
+                           description="Users' allowances: the lifetime total an email may put on the keys it "
+                                       "creates itself, and how many live keys it may hold.")
+    users_sub = users.add_subparsers(dest="action", required=True)
+    users_sub.add_parser("list", help="every allowance, with what it used")
+    uset = users_sub.add_parser("set", help="grant or change an email's allowance")
+    uset.add_argument("email", help="the user's email address")
+    uset.add_argument("--budget", help="USD: the lifetime total the user may put on keys they create")
+    uset.add_argument("--max-keys", type=int, help="live keys at most (default ONEKEYLLM_USER_MAX_KEYS)")
+    uset.add_argument("--used", help="USD already used (revoked keys included); default: what their keys had")
+    uremove = users_sub.add_parser("remove", help="remove an allowance (live keys keep working)")
+    uremove.add_argument("email", help="the user's email address")
+    users.set_defaults(func=cmd_users)
+
+
 # ---------------------------------------------------------------- init, admin-token
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema; print the admin token if this first start generated one."""
@@ -458,7 +502,7 @@ def add_usage(sub) -> None:
 
 
 # ---------------------------------------------------------------- the parser
-COMMANDS = (add_serve, add_init, add_keys, add_accounts, add_models, add_usage, add_admin_token)
+COMMANDS = (add_serve, add_init, add_keys, add_accounts, add_models, add_users, add_usage, add_admin_token)
 
 
 def build_parser() -> argparse.ArgumentParser:

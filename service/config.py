@@ -11,6 +11,18 @@ def _env(name: str, default: Optional[str] = None) -> Optional[str]:
     return value if value not in (None, "") else default
 
 
+def _amount(name: str, default: str) -> str:
+    """A USD amount from the environment, refused at start when it is not one (not at a user's first login)."""
+    from .money import to_nano
+
+    value = _env(name, default)
+    try:
+        to_nano(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an amount of USD such as 10 or 2.50, not {value!r}") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///onekeyllm.db"
@@ -22,8 +34,10 @@ class Settings:
     login_code_ttl: int = 600
     login_sends_per_address: int = 3  # per 10 minutes
     login_sends_per_ip: int = 10  # per 10 minutes
-    user_max_keys: int = 5
-    user_max_budget_usd: str = "10"  # per key a user creates with a JWT
+    login_guesses_per_ip: int = 30  # per 10 minutes, whatever the addresses (accounts/login.py)
+    user_max_keys: int = 5  # live keys an allowance permits unless the admin says otherwise
+    login_domains: tuple = ()  # email domains whose users get the self-service allowance at first login
+    self_service_budget_usd: str = "0"  # that allowance's lifetime total; 0: no self-service
     upstream_timeout: float = 600.0
     upstream_connect_timeout: float = 10.0
     max_body_bytes: int = 32 * 1024 * 1024
@@ -59,8 +73,11 @@ class Settings:
             login_code_ttl=int(_env("ONEKEYLLM_LOGIN_CODE_TTL", str(cls.login_code_ttl))),
             login_sends_per_address=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_ADDRESS", str(cls.login_sends_per_address))),
             login_sends_per_ip=int(_env("ONEKEYLLM_LOGIN_SENDS_PER_IP", str(cls.login_sends_per_ip))),
+            login_guesses_per_ip=int(_env("ONEKEYLLM_LOGIN_GUESSES_PER_IP", str(cls.login_guesses_per_ip))),
             user_max_keys=int(_env("ONEKEYLLM_USER_MAX_KEYS", str(cls.user_max_keys))),
-            user_max_budget_usd=_env("ONEKEYLLM_USER_MAX_BUDGET_USD", cls.user_max_budget_usd),
+            login_domains=tuple(d.strip().lower().lstrip("@") for d in (_env("ONEKEYLLM_LOGIN_DOMAINS") or "").split(",")
+                                if d.strip()),
+            self_service_budget_usd=_amount("ONEKEYLLM_SELF_SERVICE_BUDGET_USD", cls.self_service_budget_usd),
             upstream_timeout=float(_env("ONEKEYLLM_UPSTREAM_TIMEOUT", "600")),
             upstream_connect_timeout=float(_env("ONEKEYLLM_UPSTREAM_CONNECT_TIMEOUT", "10")),
             max_body_bytes=int(_env("ONEKEYLLM_MAX_BODY_BYTES", str(cls.max_body_bytes))),

@@ -21,6 +21,7 @@ from service.gateway.canonical import (
     Request,
     Response,
     ResponseBuilder,
+    ServerToolPart,
     StreamEvent,
     TextPart,
     ToolCallPart,
@@ -96,6 +97,7 @@ def test_parse_request_maps_every_block_and_option():
     ]
     assert req.messages[1].parts == [
         ReasoningPart(text=SIGNED["thinking"], signature=SIGNED["signature"]), ReasoningPart(redacted_data="opaque"),
+        ServerToolPart(id="srvtoolu_1", name="web_search"),  # shown where a format has server tools, never run
         ToolCallPart(id="toolu_1", name="get_weather", arguments='{"city": "Paris"}'),
     ]
     assert req.messages[2].parts == [ToolResultPart(call_id="toolu_1", content=[TextPart("timeout")], is_error=True)]

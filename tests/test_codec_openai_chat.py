@@ -284,7 +284,7 @@ def test_finish_reason_to_stop_reason(finish, stop):
 
 
 @pytest.mark.parametrize("stop, finish", [
-    ("end_turn", "stop"), ("stop_sequence", "stop"), ("pause_turn", "stop"), ("max_tokens", "length"),
+    ("end_turn", "stop"), ("stop_sequence", "stop"), ("pause_turn", "length"), ("max_tokens", "length"),
     ("tool_use", "tool_calls"), ("refusal", "content_filter"),
 ])
 def test_stop_reason_to_finish_reason(stop, finish):
@@ -323,7 +323,7 @@ def test_parse_response_without_usage_counts_zero_and_rejects_non_completions():
 def test_parse_response_reads_a_refusal_as_text_with_refusal_stop():
     message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
     resp = parse_response({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
-    assert resp.parts == [TextPart(text="I can't help with that.")] and resp.stop_reason == "refusal"
+    assert resp.parts == [TextPart(text="I can't help with that.", refusal=True)] and resp.stop_reason == "refusal"
 
 
 def test_render_response_is_a_valid_chat_completion():

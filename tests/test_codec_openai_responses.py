@@ -18,6 +18,7 @@ from service.gateway.canonical import (
     Request,
     Response,
     ResponseBuilder,
+    ServerToolPart,
     StreamEvent,
     TextPart,
     ToolCallPart,
@@ -297,9 +298,10 @@ UPSTREAM_RESPONSE = {
 def test_parse_response_reads_parts_stop_reason_and_usage():
     resp = codec.parse_response(UPSTREAM_RESPONSE)
     assert resp.parts == [ReasoningPart(text="a\n\nb", encrypted_content="enc", id="rs_9"), TextPart("Hello"),
-                          ToolCallPart("call_9", "f", "{}")]
+                          ToolCallPart("call_9", "f", "{}"), ServerToolPart(id="ws_1", name="web_search")]
     assert resp.stop_reason == "tool_use" and resp.model == "gpt-real"
-    assert resp.usage == Usage(input_tokens=20, output_tokens=9, cached_tokens=4, reasoning_tokens=3)
+    assert resp.usage == Usage(input_tokens=20, output_tokens=9, cached_tokens=4, reasoning_tokens=3,
+                              web_search_requests=1)  # its web_search_call item ran one search
 
 
 @pytest.mark.parametrize("status, reason, stop", [

@@ -72,7 +72,9 @@ def login_server(mailbox, tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("login"), name="login", extra_env={
         "ONEKEYLLM_SMTP_URL": smtp_url(port), "ONEKEYLLM_JWT_SECRET": JWT_SECRET,
         "ONEKEYLLM_MAIL_FROM": "login@onekeyllm.test", "ONEKEYLLM_LOGIN_SENDS_PER_IP": "1000",
-        "ONEKEYLLM_USER_MAX_KEYS": "3", "ONEKEYLLM_USER_MAX_BUDGET_USD": "10"})
+        "ONEKEYLLM_LOGIN_GUESSES_PER_IP": "1000",
+        "ONEKEYLLM_USER_MAX_KEYS": "3", "ONEKEYLLM_LOGIN_DOMAINS": "example.com",
+        "ONEKEYLLM_SELF_SERVICE_BUDGET_USD": "20"})
     yield server
     server.stop()
 
@@ -377,7 +379,7 @@ def test_a_user_manages_their_own_keys_and_uses_one(login_server, mailbox):
     created = user_call(login_server, alice, "POST", "/keys", json={"name": "laptop"})
     assert created.status_code == 201, created.text
     key = created.json()
-    assert key["key"].startswith("sk-lazytech-") and key["budget_usd"] == "10.000000000"
+    assert key["key"].startswith("sk-lazytech-") and key["budget_usd"] == "20.000000000"  # all the allowance has
 
     listed = user_call(login_server, alice, "GET", "/keys").json()
     assert [k["id"] for k in listed["data"]] == [key["id"]]
@@ -409,9 +411,9 @@ def test_a_user_cannot_touch_another_users_key(login_server, mailbox):
 
 
 def test_a_user_stays_within_the_limits_the_admin_set(login_server, mailbox):
-    carol = log_in(login_server, mailbox, new_address("carol"))
-    too_rich = user_call(login_server, carol, "POST", "/keys", json={"name": "big", "budget_usd": "10.01"})
-    assert too_rich.status_code == 400 and too_rich.json()["error"]["param"] == "budget_usd"
+    carol = log_in(login_server, mailbox, new_address("carol"))  # example.com: a $20 self-service allowance
+    too_rich = user_call(login_server, carol, "POST", "/keys", json={"name": "big", "budget_usd": "20.01"})
+    assert too_rich.status_code == 403 and too_rich.json()["error"]["param"] == "budget_usd"
     unlimited = user_call(login_server, carol, "POST", "/keys", json={"name": "big", "budget_usd": None})
     assert unlimited.status_code == 400
     extra_field = user_call(login_server, carol, "POST", "/keys", json={"name": "x", "rpm": 100000})
@@ -421,13 +423,13 @@ def test_a_user_stays_within_the_limits_the_admin_set(login_server, mailbox):
     for budget in budgets:  # the admin allows three keys
         made = user_call(login_server, carol, "POST", "/keys", json={"name": "k", "budget_usd": budget})
         assert made.status_code == 201, made.text
-    one_more = user_call(login_server, carol, "POST", "/keys", json={"name": "k"})
+    one_more = user_call(login_server, carol, "POST", "/keys", json={"name": "k", "budget_usd": "1"})
     assert one_more.status_code == 403, one_more.text
     assert "revoke" in one_more.json()["error"]["message"]
 
     first = user_call(login_server, carol, "GET", "/keys").json()["data"][0]
     assert user_call(login_server, carol, "DELETE", f"/keys/{first['id']}").status_code == 200
-    assert user_call(login_server, carol, "POST", "/keys", json={"name": "k"}).status_code == 201
+    assert user_call(login_server, carol, "POST", "/keys", json={"name": "k"}).json()["budget_usd"] == "6.500000000"
 
 
 def test_an_admin_gives_a_user_a_key(login_server, mailbox):

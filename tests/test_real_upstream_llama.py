@@ -50,7 +50,8 @@ def llama(tmp_path_factory):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", _model_path(tmp_dir), "--model_alias", "gemma-3-270m",
-             "--chat_format", "gemma", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--seed", "7"],
+             "--chat_format", "gemma", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+             "--n_threads", "2", "--seed", "7"],
             stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.time() + 120

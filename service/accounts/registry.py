@@ -12,6 +12,7 @@ from typing import Optional
 from ..api_error import ApiError
 from ..bootstrap import ensure_catalog_models
 from ..gateway.catalog import bump_version
+from ..gateway.upstreams.scrub import scrub
 from ..ids import new_id
 from ..money import usd
 from ..storage.db import database
@@ -50,7 +51,8 @@ def account_view(row: Account) -> dict:
             "base_url": row.base_url, "api_key": redact_credential(row.api_key), "api": row.api,
             "models": list(row.models or []), "model_map": dict(row.model_map or {}), "weight": row.weight,
             "enabled": row.enabled, "limits": limits, "created_at": row.created_at,
-            "healthy": healthy, "cooldown_until": cooldown_until, "last_error": row.last_error}
+            "healthy": healthy, "cooldown_until": cooldown_until,
+            "last_error": scrub(row.last_error, (row.api_key,))}  # rows written before scrubbing, too
 
 
 def get_account(account_id: str) -> Account:
@@ -178,7 +180,8 @@ def create_key(pepper: bytes, values: dict) -> tuple[ApiKey, str]:
     row = ApiKey.create(id=new_id("key"), key_hash=hash_secret(pepper, plaintext), last4=plaintext[-4:],
                         name=values.get("name") or "", budget_nano=values.get("budget_nano"),
                         expires_at=values.get("expires_at"), models=values.get("models"),
-                        rpm=values.get("rpm"), email=values.get("email"))
+                        rpm=values.get("rpm"), email=values.get("email"),
+                        owner_created=values.get("owner_created", False))
     return row, plaintext
 
 

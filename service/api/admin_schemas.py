@@ -4,7 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from ..accounts.login import normalize_email
+from ..accounts.addresses import normalize_address
 from ..money import to_nano
 
 
@@ -23,13 +23,18 @@ class Money(fields.Field):
         return value
 
 
-class Email(fields.Email):
-    """An email address, trimmed and lower-cased before it is checked (how login compares addresses)."""
+class Email(fields.String):
+    """An ordinary deliverable email address (accounts/addresses.py), trimmed and lower-cased (how login compares
+    addresses)."""
+
+    default_error_messages = {"address": "Not a valid email address: {reason}"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, str):
-            value = normalize_email(value)
-        return super()._deserialize(value, attr, data, **kwargs)
+        value = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return normalize_address(value)
+        except ValueError as error:
+            raise self.make_error("address", reason=str(error)) from None
 
 
 class UnixTime(fields.Field):
@@ -228,3 +233,36 @@ def list_schema(item_schema: type, name: str) -> type:
 AccountListSchema = list_schema(AccountOutSchema, "AccountList")
 ModelListAdminSchema = list_schema(ModelOutSchema, "ModelAdminList")
 KeyListSchema = list_schema(KeyOutSchema, "KeyList")
+
+
+class UserInSchema(ma.Schema):
+    email = Email(required=True, validate=validate.Length(max=320))
+    budget_usd = Money(required=True, attribute="budget_nano",
+                       metadata={"description": "the lifetime total the user may put on keys they create"})
+    max_keys = fields.Integer(validate=validate.Range(min=0, max=10**6),
+                              metadata={"description": "live keys at most; default ONEKEYLLM_USER_MAX_KEYS"})
+    used_usd = Money(attribute="used_nano", metadata={
+        "description": "what the user's keys were given so far (revoked ones too); default: what their own keys had"})
+
+
+class UserPatchSchema(UserInSchema):
+    class Meta:
+        exclude = ("email",)
+
+    budget_usd = Money(attribute="budget_nano")
+
+
+class UserOutSchema(ma.Schema):
+    id = fields.String(metadata={"description": "the email"})
+    object = fields.String()
+    email = fields.String()
+    budget_usd = fields.String()
+    max_keys = fields.Integer()
+    used_usd = fields.String()
+    remaining_usd = fields.String()
+    live_keys = fields.Integer()
+    source = fields.String(metadata={"description": "`admin` or `self_service` (granted at first login)"})
+    created_at = fields.Integer()
+
+
+UserListSchema = list_schema(UserOutSchema, "UserList")

@@ -6,12 +6,12 @@ from flask import current_app, request
 from flask.views import MethodView
 from marshmallow import fields, validate
 
-from ..accounts import registry
+from ..accounts import registry, users
 from ..accounts.auth import bearer_token, issue_jwt, require_user_email, verify_jwt
 from ..accounts.login import LoginPolicy, check_send_limits, discard_code, issue_code, redeem_code
 from ..accounts.mailer import MailError, send_mail
 from ..api_error import ApiError
-from ..money import to_nano, usd
+from ..money import to_nano
 from ..storage.models import ApiKey
 from .admin_schemas import DeletedSchema, Email, KeyListSchema, KeyOutSchema, Money
 from .blueprint import Blueprint
@@ -58,7 +58,7 @@ class VerifySchema(ma.Schema):
 
 class UserKeyInSchema(ma.Schema):
     name = fields.String(load_default="", validate=validate.Length(max=200))
-    budget_usd = Money(attribute="budget_nano", metadata={"description": "defaults to the most allowed"})
+    budget_usd = Money(attribute="budget_nano", metadata={"description": "defaults to what the allowance has left"})
 
 
 def _state():
@@ -68,7 +68,7 @@ def _state():
 def _policy() -> LoginPolicy:
     settings = _state().settings
     return LoginPolicy(ttl_seconds=settings.login_code_ttl, sends_per_address=settings.login_sends_per_address,
-                       sends_per_ip=settings.login_sends_per_ip)
+                       sends_per_ip=settings.login_sends_per_ip, guesses_per_ip=settings.login_guesses_per_ip)
 
 
 def _mail_text(code: str, ttl_seconds: int) -> str:
@@ -110,7 +110,10 @@ class Token(MethodView):
     @blp.response(200, TokenSchema)
     def post(self, body):
         """Trade a mailed code for a bearer JWT (401 when the code is wrong, used or expired)."""
-        redeem_code(_state().secrets.pepper, body["email"], body["code"])
+        settings = _state().settings
+        redeem_code(_state().secrets.pepper, body["email"], body["code"], request.remote_addr, _policy())
+        users.grant_self_service(body["email"], settings.login_domains, to_nano(settings.self_service_budget_usd),
+                                 settings.user_max_keys)
         token, lifetime = issue_jwt(body["email"])
         return {"token": token, "token_type": "bearer", "expires_in": lifetime}
 
@@ -128,33 +131,22 @@ class Verify(MethodView):
 
 
 # ---------------------------------------------------------------- a user's own keys
-def _own_keys(email: str):
-    return ApiKey.select().where((ApiKey.email == email) & (ApiKey.revoked == False))  # noqa: E712
-
-
 @blp.route("/keys")
 class UserKeys(MethodView):
     @blp.arguments(ListArgsSchema, location="query")
     @blp.response(200, KeyListSchema)
     def get(self, args):
         """The caller's live keys (never their values)."""
-        return list_page(_own_keys(require_user_email()), ApiKey, args, registry.key_view)
+        return list_page(users.live_keys(require_user_email()), ApiKey, args, registry.key_view)
 
     @blp.arguments(UserKeyInSchema)
     @blp.response(201, KeyOutSchema)
     def post(self, values):
-        """Create a key of one's own, within the limits the admin set; the plaintext `key` is shown once."""
-        email, settings = require_user_email(), _state().settings
-        max_budget = to_nano(settings.user_max_budget_usd)
-        budget = values.get("budget_nano", max_budget)
-        if budget > max_budget:
-            raise ApiError(400, f"budget_usd may be at most {usd(max_budget)} for a key you create.",
-                           param="budget_usd", code="budget_too_high")
-        if _own_keys(email).count() >= settings.user_max_keys:
-            raise ApiError(403, f"You have {settings.user_max_keys} keys, the most allowed; revoke one first.",
-                           code="too_many_keys")
-        row, plaintext = registry.create_key(_state().secrets.pepper,
-                                             {"name": values["name"], "budget_nano": budget, "email": email})
+        """Create a key of one's own within the user's allowance (403 without one or past it); the plaintext
+        `key` is shown once."""
+        email = require_user_email()
+        row, plaintext = users.create_user_key(_state().secrets.pepper, email, values["name"],
+                                               values.get("budget_nano"))
         return registry.key_view(row, plaintext)
 
 

@@ -115,7 +115,7 @@ class ConversationItems(MethodView):
         row = conversations.get_conversation(conversation_id, require_key().id)
         args["limit"] = min(args["limit"], 100)
         return list_page(conversations.items_query(row), ConversationItem, args, lambda item: item.item,
-                         order_field=ConversationItem.seq)
+                         order_field=ConversationItem.seq, key=ConversationItem.item_id)
 
     @blp.arguments(ItemsCreateSchema)
     @blp.response(200, ItemListSchema)

@@ -10,6 +10,7 @@ from werkzeug.routing import PathConverter
 
 from ..accounts.auth import require_key
 from ..config import Settings
+from ..http.downloads import attachment_headers
 from ..storage import files
 from ..storage.models import StoredFile
 from .blueprint import Blueprint
@@ -139,7 +140,7 @@ class FileContent(MethodView):
     @blp.doc(responses={"200": {"description": "The file's bytes, with the media type it was stored with",
                                 "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}})
     def get(self, file_id):
-        """The file's raw bytes, streamed from disk."""
+        """The file's raw bytes, streamed from disk, always as a download (attachment, nosniff, sandboxed)."""
         row = files.get_file(file_id, require_key().id)
         stream = files.open_content(_repository(), row)
 
@@ -148,8 +149,8 @@ class FileContent(MethodView):
                 yield from files.read_chunks(stream)
 
         size = files.content_size(stream)
-        return Response(chunks(), mimetype=files.download_type(row), headers={"Content-Length": str(size)},
-                        direct_passthrough=True)
+        return Response(chunks(), mimetype=files.download_type(row), direct_passthrough=True,
+                        headers={"Content-Length": str(size), **attachment_headers(row.filename)})
 
 
 @blp.route("/files/<filepath:path>", merge_slashes=False)

@@ -9,14 +9,19 @@ from ..api_error import ApiError
 
 
 def list_page(query: pw.ModelSelect, model: type, args: dict, view: Callable[[pw.Model], dict],
-              order_field: pw.Field | None = None) -> dict:
-    """One page of `query`, newest first unless `order=asc`, after the id `after`."""
+              order_field: pw.Field | None = None, key: pw.Field | None = None) -> dict:
+    """One page of `query`, newest first unless `order=asc`, after the id `after` (`key`: the field clients
+    know as the id, the primary key unless said).
+
+    The cursor is looked for among the rows of `query` only: an id the caller may not list (another key's)
+    is as unknown as one that never existed.
+    """
     order_field = order_field or model.created_at
-    key = model._meta.primary_key
+    key = key or model._meta.primary_key
     descending = args.get("order", "desc") == "desc"
     after = args.get("after")
     if after:
-        anchor = model.get_or_none(key == after)
+        anchor = query.where(key == after).first()
         if anchor is None:
             raise ApiError(400, f"Unknown cursor `after`: '{after}'.", param="after")
         value = getattr(anchor, order_field.name)

@@ -25,7 +25,11 @@ def _openai_model(model: ModelInfo) -> dict:
 
 def _anthropic_model(model: ModelInfo) -> dict:
     created = datetime.fromtimestamp(model.created_at, tz=timezone.utc).isoformat().replace("+00:00", "Z")
-    return {"type": "model", "id": model.id, "display_name": model.display_name or model.id, "created_at": created}
+    shown = {"type": "model", "id": model.id, "display_name": model.display_name or model.id, "created_at": created,
+             "lifecycle": "active"}  # a model the catalog serves is open to use
+    limits = (("max_input_tokens", model.context_window), ("max_tokens", model.max_output_tokens))
+    shown.update((name, value) for name, value in limits if value)
+    return shown
 
 
 @blp.route("/ping")

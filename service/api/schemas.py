@@ -36,6 +36,9 @@ class ModelObjectSchema(ma.Schema):
     type = fields.String()
     display_name = fields.String()
     created_at = fields.String()
+    lifecycle = fields.String()
+    max_input_tokens = fields.Integer()
+    max_tokens = fields.Integer()
 
 
 class ModelListSchema(ma.Schema):

@@ -10,6 +10,7 @@ those keys (revoked ones included: their spend happened) and log rows carry
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from ..gateway.upstreams.http import Timeouts
 from ..money import usd
 from ..storage.db import connected, is_postgres
 from ..storage.models import ApiKey, RequestLog
+from ..storage.ratelimit import count_in_window
 from .blueprint import Blueprint
 from .usage_schemas import (
     AdminUsageArgsSchema,
@@ -228,6 +230,21 @@ def serving_accounts(caller: Caller) -> list:
     return sorted(accounts, key=lambda a: a.name)
 
 
+REFRESHES_PER_MINUTE = 2  # per key (or per user JWT); each account is probed once per capacity.PROBE_INTERVAL anyway
+
+
+def _limit_refreshes(caller: Caller) -> None:
+    """429 once the caller asked for more refreshes this minute than allowed (counted in the database)."""
+    # an address may be longer than a bucket name: its digest stands for it
+    who = (f"email:{hashlib.sha256(caller.email.encode()).hexdigest()[:32]}" if caller.email is not None
+           else f"key:{caller.ids[0]}")
+    count, retry_after = count_in_window(f"capacity_refresh:{who}", 60)
+    if count > REFRESHES_PER_MINUTE:
+        raise ApiError(429, f"Capacity refreshes are limited to {REFRESHES_PER_MINUTE} per minute; "
+                       f"try again in {retry_after} s (GET /v1/usage/account_capacity shows the last reading).",
+                       code="rate_limit_exceeded", headers={"retry-after": str(retry_after)})
+
+
 def _capacity_body(accounts: list) -> dict:
     return {"object": "list", "data": capacity.capacity_view(accounts)}
 
@@ -286,7 +303,9 @@ class AccountCapacityRefresh(MethodView):
     @blp.response(200, CapacityListSchema)
     def post(self):
         """Probe each of those accounts (a cheap model listing), record health and headers; then the same body."""
-        accounts = serving_accounts(g.usage_caller)
+        caller: Caller = g.usage_caller
+        _limit_refreshes(caller)
+        accounts = serving_accounts(caller)
         settings = current_app.extensions["onekeyllm"].settings
         capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
         return _capacity_body(accounts)

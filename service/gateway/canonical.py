@@ -15,6 +15,10 @@ from typing import Any, Optional, Union
 class TextPart:
     text: str
     type: str = "text"
+    # sources of the text: {"type": "url_citation", "url", "title", "start_index", "end_index", "cited_text"?}
+    # with indexes into this part's text (end_index None: to the part's end)
+    annotations: list = field(default_factory=list)
+    refusal: bool = False  # the model declined: a refusal in the formats that have one
 
 
 @dataclass
@@ -50,6 +54,7 @@ class ToolCallPart:
     name: str
     arguments: str = ""
     type: str = "tool_call"
+    kind: Optional[str] = None  # a Responses client call other than a function (`custom_tool_call`, …)
 
     def arguments_object(self) -> dict:
         """The arguments parsed; `{}` when empty or not a JSON object (Anthropic's `input` must be one)."""
@@ -69,6 +74,7 @@ class ToolResultPart:
     is_error: bool = False
     name: Optional[str] = None
     type: str = "tool_result"
+    kind: Optional[str] = None  # the Responses call type it answers, when not a function
 
     def text(self) -> str:
         """The result flattened to text."""
@@ -89,9 +95,21 @@ class ReasoningPart:
     type: str = "reasoning"
 
 
-Part = Union[TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart]
+@dataclass
+class ServerToolPart:
+    """A tool the provider ran itself (a web search): shown where the client's format has one, never executed."""
 
-PART_TYPES = {cls.type: cls for cls in (TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart)}
+    id: str
+    name: str
+    input: dict = field(default_factory=dict)
+    sources: list = field(default_factory=list)  # [{"url", "title"}] it found
+    type: str = "server_tool"
+
+
+Part = Union[TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart, ServerToolPart]
+
+PART_TYPES = {cls.type: cls for cls in (TextPart, ImagePart, FilePart, ToolCallPart, ToolResultPart, ReasoningPart,
+                                        ServerToolPart)}
 
 
 def part_from_dict(data: dict) -> Part:
@@ -145,6 +163,7 @@ class ToolSpec:
     name: str
     description: Optional[str] = None
     parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})
+    kind: Optional[str] = None  # the Responses tool type when not a function (`custom`, `apply_patch`, …)
 
 
 @dataclass
@@ -165,6 +184,12 @@ class Usage:
             value = getattr(other, name)
             if value:
                 setattr(self, name, value)
+        if other.reported:  # an upstream's report is whole (parsers keep the figures so far): its zeros count too
+            vars(self).update(vars(other))
+
+    # the upstream gave figures (zeros included): they are the answer; False: count locally
+    reported: bool = field(default=False, compare=False)
+    web_search_requests: int = 0  # server-side web searches the upstream ran (priced per request)
 
 
 @dataclass
@@ -228,6 +253,8 @@ class StreamEvent:
       "tool_call"   index, call_id, name   (a tool call starts at part `index`)
       "tool_args"   index, text            (a piece of the JSON argument string)
       "part_end"    index                  (part `index` is complete; optional)
+      "annotation"  index, part            (a source of text part `index`: an annotation dict of TextPart)
+      "server_tool" index, part            (a whole ServerToolPart)
       "usage"       usage                  (figures known so far; merge with Usage.merge)
       "finish"      stop_reason, stop_sequence
       "error"       text (message), error_type
@@ -244,6 +271,7 @@ class StreamEvent:
     stop_reason: Optional[str] = None
     stop_sequence: Optional[str] = None
     error_type: Optional[str] = None
+    part: Any = None
 
 
 class ResponseBuilder:
@@ -267,12 +295,21 @@ class ResponseBuilder:
                 part.text += event.text
                 if event.signature:
                     part.signature = (part.signature or "") + event.signature
+                if isinstance(event.part, ReasoningPart):  # the opaque payload, whole
+                    for name in ("redacted_data", "encrypted_content", "id"):
+                        setattr(part, name, getattr(event.part, name) or getattr(part, name))
         elif kind == "tool_call":
             self._part(event.index, lambda: ToolCallPart(id=event.call_id or "", name=event.name or ""))
         elif kind == "tool_args":
             part = self._part(event.index, lambda: ToolCallPart(id="", name=""))
             if isinstance(part, ToolCallPart):
                 part.arguments += event.text
+        elif kind == "annotation":
+            part = self._part(event.index, lambda: TextPart(text=""))
+            if isinstance(part, TextPart):
+                part.annotations.append(event.part)
+        elif kind == "server_tool":
+            self._part(event.index, lambda: event.part)
         elif kind == "usage" and event.usage:
             self.response.usage.merge(event.usage)
         elif kind == "finish":
@@ -297,8 +334,12 @@ def response_events(response: Response) -> list:
     for index, part in enumerate(response.parts):
         if isinstance(part, TextPart):
             events.append(StreamEvent("text", index=index, text=part.text))
+            events += [StreamEvent("annotation", index=index, part=a) for a in part.annotations]
+        elif isinstance(part, ServerToolPart):
+            events.append(StreamEvent("server_tool", index=index, part=part))
         elif isinstance(part, ReasoningPart):
-            events.append(StreamEvent("reasoning", index=index, text=part.text, signature=part.signature))
+            opaque = part if part.redacted_data or part.encrypted_content else None
+            events.append(StreamEvent("reasoning", index=index, text=part.text, signature=part.signature, part=opaque))
         elif isinstance(part, ToolCallPart):
             events.append(StreamEvent("tool_call", index=index, call_id=part.id, name=part.name))
             if part.arguments:

@@ -11,6 +11,7 @@ settles (`note_settled`, called by billing).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import threading
@@ -25,10 +26,12 @@ import peewee as pw
 from ..money import usd
 from ..storage.db import connected
 from ..storage.models import Account, RequestLog
+from ..storage.ratelimit import count_in_window
 from .catalog import AccountInfo
 from .router import cooldowns
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
+from .upstreams.scrub import scrub
 
 PERSIST_EVERY = 10.0  # seconds between writes of one account's headers
 CACHE_SECONDS = 2.0  # how long routing trusts a window sum read from the log
@@ -37,6 +40,7 @@ MEASURES = ("usd", "requests", "tokens")
 LIMIT_NAMES = tuple(f"{window}_{measure}" for window, _ in WINDOWS for measure in MEASURES)
 HEADERS_TRUSTED_FOR = 60.0  # seconds a rate-limit reading without a reset time stays meaningful
 PROBE_PARALLELISM = 8
+PROBE_INTERVAL = 30  # seconds: an account is probed at most once in each such window, whoever asks
 
 _last: dict = {}  # account id -> (observed at, rate-limit headers)
 _persisted: dict = {}
@@ -316,7 +320,7 @@ def capacity_view(accounts: list) -> list:
             "models": list(account.models),
             "windows": [window_view(account, window, seconds, usage[window], now) for window, seconds in WINDOWS],
             "rate_limits": rate_limits_view(row), "healthy": bool(row.healthy),
-            "cooldown_until": _cooldown_until(row, now), "last_error": row.last_error,
+            "cooldown_until": _cooldown_until(row, now), "last_error": scrub(row.last_error, (row.api_key,)),
             "last_checked_at": row.last_checked_at,
         })
     return views
@@ -327,13 +331,6 @@ class ProbeResult:
     account: AccountInfo
     error: Optional[UpstreamError] = None
     headers: Optional[dict] = None
-
-
-def _scrub(message: str, secret: str) -> str:
-    """An upstream message, cut short, without the account's credential should the upstream echo it."""
-    if secret and len(secret) >= 4:
-        message = message.replace(secret, "[redacted]")
-    return message[:300]
 
 
 def _probe(account: AccountInfo, timeouts: Timeouts) -> ProbeResult:
@@ -351,8 +348,19 @@ def _probe(account: AccountInfo, timeouts: Timeouts) -> ProbeResult:
     return ProbeResult(account, headers=answer.rate_limits)
 
 
+def due_for_probe(account: AccountInfo) -> bool:
+    """Whether this refresh may probe the account: the first in its PROBE_INTERVAL window, counted in the
+    database so that every process and every key share the one probe (a refresh cannot fan out upstream).
+    The window is the account's as configured: an admin who changes its URL or credential may probe at once."""
+    configured = hashlib.sha256(f"{account.base_url}\n{account.api_key}".encode()).hexdigest()[:16]
+    with connected():
+        count, _ = count_in_window(f"probe:{account.id}:{configured}", PROBE_INTERVAL)
+    return count == 1
+
+
 def refresh(accounts: list, timeouts: Timeouts) -> None:
-    """Probe every account at once; record health, headers and the time on each account row."""
+    """Probe the accounts not probed lately, at once; record health, headers and the time on each account row."""
+    accounts = [account for account in accounts if due_for_probe(account)]
     if not accounts:
         return
     with ThreadPoolExecutor(max_workers=min(PROBE_PARALLELISM, len(accounts))) as pool:
@@ -366,7 +374,7 @@ def refresh(accounts: list, timeouts: Timeouts) -> None:
 def _record_probe(result: ProbeResult, now: float) -> None:
     account, error = result.account, result.error
     values: dict = {"last_checked_at": int(now), "healthy": error is None}
-    if result.headers:
+    if result.headers and error is None:
         values["last_headers"] = result.headers
         with _lock:
             _last[account.id] = (now, result.headers)
@@ -375,7 +383,7 @@ def _record_probe(result: ProbeResult, now: float) -> None:
         cooldowns.clear(account.id)
         values.update(last_error=None, cooldown_until=0)
     else:
-        values["last_error"] = _scrub(error.message, account.api_key)
-        if error.retryable:
-            values["cooldown_until"] = cooldowns.cool(account.id, error.retry_after)
+        # recorded, not acted on: a probe any key can ask for must not cool the account down, nor let a failed
+        # probe's rate-limit headers steer routing, for everyone (real calls that fail still do)
+        values["last_error"] = scrub(error.message, (account.api_key,))[:300]
     Account.update(**values).where(Account.id == account.id).execute()

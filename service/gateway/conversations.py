@@ -70,7 +70,8 @@ def add_items(row: Conversation, items: list) -> list[dict]:
 
 def get_item(row: Conversation, item_id: str) -> ConversationItem:
     """One item of the conversation (404 otherwise)."""
-    item = ConversationItem.get_or_none((ConversationItem.id == item_id) & (ConversationItem.conversation_id == row.id))
+    item = ConversationItem.get_or_none((ConversationItem.item_id == item_id)
+                                        & (ConversationItem.conversation_id == row.id))
     if item is None:
         raise ApiError(404, f"Item with id '{item_id}' not found in conversation '{row.id}'.", param="item_id")
     return item
@@ -130,7 +131,11 @@ def append_response(conversation_id: str, input_items: list, body: Optional[dict
 
 
 def _insert_items(conversation_id: str, items: list[dict]) -> list[dict]:
-    """Store items after the conversation's last one; an id already taken gets a fresh one."""
+    """Store items after the conversation's last one; an id already taken in this conversation gets a fresh one.
+
+    Only this conversation's ids count: an id another key (or conversation) used is as free as any other,
+    so that what happens to a client's id tells nothing about anyone else's items.
+    """
     if not items:
         return []
     last = (ConversationItem.select(ConversationItem.seq).where(ConversationItem.conversation_id == conversation_id)
@@ -138,7 +143,8 @@ def _insert_items(conversation_id: str, items: list[dict]) -> list[dict]:
     ids = [i["id"] for i in items if isinstance(i.get("id"), str) and i["id"]]
     taken = set()
     if ids:
-        taken = {r.id for r in ConversationItem.select(ConversationItem.id).where(ConversationItem.id.in_(ids))}
+        taken = {r.item_id for r in ConversationItem.select(ConversationItem.item_id).where(
+            (ConversationItem.conversation_id == conversation_id) & ConversationItem.item_id.in_(ids))}
     stored, created = [], now()
     for offset, item in enumerate(items, start=1):
         item = dict(item)
@@ -148,6 +154,6 @@ def _insert_items(conversation_id: str, items: list[dict]) -> list[dict]:
         taken.add(item["id"])
         item.setdefault("status", "completed")
         stored.append(item)
-        ConversationItem.insert(id=item["id"], conversation_id=conversation_id, seq=(last or 0) + offset,
-                                created_at=created, item=item).execute()
+        ConversationItem.insert(id=new_id("citem"), item_id=item["id"], conversation_id=conversation_id,
+                                seq=(last or 0) + offset, created_at=created, item=item).execute()
     return stored

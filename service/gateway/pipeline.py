@@ -22,10 +22,10 @@ from . import billing, threads
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage
 from .capacity import headroom
 from .catalog import AccountInfo, ModelInfo, latest, snapshot
-from .codecs import CodecError, anthropic, openai_chat, openai_responses
+from .codecs import CodecError, anthropic, opaque_reasoning, openai_chat, openai_responses
 from .file_parts import resolve_file_parts
 from .router import cooldowns, order_accounts
-from .sse import KEEPALIVE, batches_with_keepalive, encode_event, read_events
+from .sse import KEEPALIVE, batches_with_keepalive, encode_event
 from .tokens import estimate_request, estimate_text
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
@@ -221,7 +221,8 @@ def _timeouts(settings: Settings) -> Timeouts:
 
 def _dispatch(turn: Turn, accounts: list) -> Answer:
     failures: list = []
-    for account in order_accounts(accounts, headroom=headroom):
+    ordered = order_accounts(accounts, headroom=headroom)
+    for account in opaque_reasoning.same_provider_first(ordered, turn.request.messages):
         turn.account = account
         upstream = upstream_for(account, _timeouts(turn.call.settings))
         if upstream.provider == "echo":
@@ -327,8 +328,10 @@ def _passthrough_body(turn: Turn, account: AccountInfo) -> dict:
 
 # ---------------------------------------------------------------- answers
 def _complete_usage(turn: Turn, response: Response) -> Usage:
-    """The usage to bill: the upstream's, or a local count where it reported none."""
+    """The usage to bill: the upstream's (zero is an answer), or a local count where it reported none."""
     usage = response.usage
+    if usage.reported:
+        return usage
     if not usage.input_tokens:
         usage.input_tokens = turn.input_estimate
     if not usage.output_tokens:
@@ -430,7 +433,7 @@ def _stream(turn: Turn, upstream, answer, passthrough: bool) -> Iterator[bytes]:
         return _passthrough_stream(turn, answer, parser)
 
     def canonical_events():
-        for name, data in read_events(answer.iter_bytes()):
+        for name, data in answer.events():  # error events scrubbed of credentials (upstreams/scrub.py)
             yield from parser.feed(name, data)
         yield from parser.close()
 
@@ -523,7 +526,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     inbound = turn.call.inbound
     status, error, final = CLIENT_CLOSED, None, None
     adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
-    source = batches_with_keepalive(read_events(answer.iter_bytes()), turn.call.settings.keepalive_seconds)
+    source = batches_with_keepalive(answer.events(), turn.call.settings.keepalive_seconds)
     out: list = []  # encoded, not yet written
     try:
         for batch in source:

@@ -72,14 +72,14 @@ def referenced_items(ids: set, key_id: str, previous_response_id: Optional[str],
             break
         in_context |= {item.get("id") for item in _items_of(row)} & ids
         response_id = row.body.get("previous_response_id") if isinstance(row.body, dict) else None
-    rows = (ConversationItem.select(ConversationItem.id, ConversationItem.item, ConversationItem.conversation_id)
+    rows = (ConversationItem.select(ConversationItem.item_id, ConversationItem.item, ConversationItem.conversation_id)
             .join(Conversation, on=(ConversationItem.conversation_id == Conversation.id))
-            .where(ConversationItem.id.in_(sorted(ids)) & (Conversation.key_id == key_id)))
+            .where(ConversationItem.item_id.in_(sorted(ids)) & (Conversation.key_id == key_id)))
     for row in rows:
         if row.conversation_id == conversation_id:
-            in_context.add(row.id)
+            in_context.add(row.item_id)
         else:
-            found.setdefault(row.id, row.item)
+            found.setdefault(row.item_id, row.item)
     missing = ids - in_context - found.keys()
     if missing:
         recent = (StoredResponse.select(StoredResponse.body, StoredResponse.input_items)

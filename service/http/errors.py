@@ -34,6 +34,12 @@ def is_anthropic_path(path: str) -> bool:
     return path.startswith("/v1/messages")
 
 
+def wants_anthropic_envelope() -> bool:
+    """The Messages routes, and the model catalog asked in the Anthropic shape (`anthropic-version`)."""
+    return is_anthropic_path(request.path) or (
+        request.path.startswith("/v1/models") and "anthropic-version" in request.headers)
+
+
 def error_payload(status: int, message: str, *, type: Optional[str] = None, param: Optional[str] = None,
                   code: Optional[str] = None, anthropic: bool = False) -> dict:
     """The error body in the OpenAI or the Anthropic envelope."""
@@ -48,7 +54,7 @@ def render_error(status: int, message: str, *, type: Optional[str] = None, param
                  code: Optional[str] = None, headers: Optional[dict] = None) -> Response:
     """A JSON error response for the current request's route family."""
     body = error_payload(status, message, type=type, param=param, code=code,
-                         anthropic=is_anthropic_path(request.path))
+                         anthropic=wants_anthropic_envelope())
     response = jsonify(body)
     response.status_code = status
     if status == 402:

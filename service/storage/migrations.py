@@ -5,9 +5,6 @@ column to an existing table uses playhouse.migrate so old rows are kept.
 """
 from __future__ import annotations
 
-from playhouse.migrate import SchemaMigrator
-from playhouse.migrate import migrate as migrate_schema
-
 from . import models as m
 from .db import database, is_postgres
 
@@ -41,15 +38,41 @@ def m005_drop_redundant_indexes(db) -> None:
         db.execute_sql(f"DROP INDEX IF EXISTS {name}")
 
 
-def m006_request_id(db) -> None:
-    """The request log names each call's `x-request-id` (a fresh schema has it from m002 already)."""
-    if "request_id" not in {column.name for column in db.get_columns("request_log")}:
-        migrator = SchemaMigrator.from_database(database.obj)
-        migrate_schema(migrator.add_column("request_log", "request_id", m.RequestLog.request_id))
+def _add_column(db, table: str, name: str, field) -> None:
+    """Add a column to an existing table, keeping its rows (a table created from today's model has it already)."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+
+    if name not in {column.name for column in db.get_columns(table)}:
+        apply(SchemaMigrator.from_database(db.obj).add_column(table, name, field))
+
+
+def m006_user_allowances(db) -> None:
+    """Users' allowances: what an email may put on the keys it creates itself, and which keys it created."""
+    from playhouse.migrate import SchemaMigrator
+    from playhouse.migrate import migrate as apply
+
+    db.create_tables(m.TABLES_USERS, safe=True)
+    if "owner_created" not in {column.name for column in db.get_columns("api_key")}:
+        apply(SchemaMigrator.from_database(db.obj).add_column("api_key", "owner_created", m.ApiKey.owner_created))
+
+
+def m007_conversation_item_ids(db) -> None:
+    """Conversation items get the id clients see in a column of its own, unique per conversation (not across
+    keys: a foreign id must look free), indexed with the conversation; old rows keep theirs."""
+    _add_column(db, "conversation_item", "item_id", m.ConversationItem.item_id)
+    m.ConversationItem.update(item_id=m.ConversationItem.id).where(m.ConversationItem.item_id.is_null()).execute()
+    db.execute_sql("CREATE INDEX IF NOT EXISTS conversation_item_conversation_id_item_id "
+                   "ON conversation_item (conversation_id, item_id)")
+
+
+def m008_request_id(db) -> None:
+    """The request log names each call's `x-request-id`."""
+    _add_column(db, "request_log", "request_id", m.RequestLog.request_id)
 
 
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes, m006_request_id]
+              m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids, m008_request_id]
 
 
 def schema_version() -> int:

@@ -97,6 +97,7 @@ class ApiKey(BaseModel):
     disabled = pw.BooleanField(default=False)
     revoked = pw.BooleanField(default=False)
     email = pw.CharField(max_length=320, null=True, index=True)
+    owner_created = pw.BooleanField(default=False)  # created by the user within their allowance (accounts/users.py)
 
     class Meta:
         table_name = "api_key"
@@ -150,14 +151,19 @@ class Conversation(BaseModel):
 
 
 class ConversationItem(BaseModel):
+    """One item of a conversation. `item_id` is the id clients see (theirs, or ours), unique in its conversation
+    only, so an id another key chose is free for this one; `id` names the row."""
+
     id = pw.CharField(primary_key=True, max_length=80)
     conversation_id = pw.CharField(max_length=80, index=True)
+    item_id = pw.CharField(max_length=80, null=True)  # null only in rows older than m007: their id is `id`
     seq = pw.BigIntegerField()
     created_at = pw.BigIntegerField(default=now)
     item = JSONField()
 
     class Meta:
         table_name = "conversation_item"
+        indexes = ((("conversation_id", "item_id"), False),)
 
 
 class StoredFile(BaseModel):
@@ -212,7 +218,23 @@ class BudgetHold(BaseModel):
         table_name = "budget_hold"
 
 
+class UserAllowance(BaseModel):
+    """What one email may put on keys it creates itself: a lifetime total (`used_nano` only grows) and a
+    number of live keys. Granted by the admin, or at first login to the self-service domains."""
+
+    email = pw.CharField(primary_key=True, max_length=320)
+    budget_nano = pw.BigIntegerField()
+    max_keys = pw.IntegerField()
+    used_nano = pw.BigIntegerField(default=0)  # the budgets of every key the user created, revoked ones too
+    source = pw.CharField(max_length=20, default="admin")  # "admin" | "self_service"
+    created_at = pw.BigIntegerField(default=now)
+
+    class Meta:
+        table_name = "user_allowance"
+
+
 TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
 TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
 TABLES_V3 = [StoredFile, LoginCode, RateCounter]
 TABLES_V4 = [BudgetHold]
+TABLES_USERS = [UserAllowance]

@@ -1,4 +1,4 @@
-"""Fixed-window counters shared by every worker and process (key rpm, login-code sends)."""
+"""Fixed-window counters shared by every worker and process (key rpm, login limits, capacity refreshes and probes)."""
 from __future__ import annotations
 
 import math

@@ -18,6 +18,7 @@ from ..canonical import (
     RenderContext,
     Request,
     Response,
+    ServerToolPart,
     StreamEvent,
     TextPart,
     ToolCallPart,
@@ -25,7 +26,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError
+from . import CodecError, opaque_reasoning, sources
 
 DEFAULT_MAX_TOKENS = 4096
 # Anthropic wants the first turn to be the user's; this stands in when the history starts elsewhere.
@@ -116,7 +117,11 @@ def _parse_block(block: Any, where: str) -> Optional[Part]:
     if kind == "text":
         if not isinstance(block.get("text"), str):
             raise CodecError(f"`{where}.text` must be a string.", f"{where}.text")
-        return TextPart(text=block["text"])
+        cited = [sources.from_anthropic_citation(c) for c in block.get("citations") or []]
+        return TextPart(text=block["text"], annotations=[c for c in cited if c])
+    if kind == "server_tool_use":
+        return ServerToolPart(id=str(block.get("id") or ""), name=str(block.get("name") or ""),
+                              input=block.get("input") if isinstance(block.get("input"), dict) else {})
     if kind == "image":
         return _parse_image(block.get("source"))
     if kind == "document":
@@ -132,8 +137,9 @@ def _parse_block(block: Any, where: str) -> Optional[Part]:
         return ToolResultPart(call_id=str(block.get("tool_use_id") or ""),
                               content=content if isinstance(content, (str, list)) else "",
                               is_error=bool(block.get("is_error")))
-    if kind == "thinking":
-        return ReasoningPart(text=block.get("thinking") or "", signature=block.get("signature"))
+    if kind == "thinking":  # a signature of ours carries another provider's reasoning
+        return opaque_reasoning.unwrap(block.get("signature"), block.get("thinking") or "") or \
+            ReasoningPart(text=block.get("thinking") or "", signature=block.get("signature"))
     if kind == "redacted_thinking":
         return ReasoningPart(redacted_data=block.get("data"))
     return None
@@ -394,13 +400,21 @@ def parse_response(body: dict) -> Response:
     if not is_message or not isinstance(body.get("content"), list):
         raise CodecError("The upstream answer is not an Anthropic message.")
     parts = [_parse_block(block, f"content.{i}") for i, block in enumerate(body["content"])]
+    servers = {p.id: p for p in parts if isinstance(p, ServerToolPart)}
+    for block in body["content"]:  # a server tool's results name its call
+        if isinstance(block, dict) and block.get("tool_use_id") in servers:
+            servers[block["tool_use_id"]].sources += sources.anthropic_search_results(block)
+    if body.get("stop_reason") == "refusal":
+        for part in parts:
+            if isinstance(part, TextPart):
+                part.refusal = True
     return Response(
         id=str(body.get("id") or ""),
         model=str(body.get("model") or ""),
-        parts=[p for p in parts if isinstance(p, (TextPart, ToolCallPart, ReasoningPart))],
+        parts=[p for p in parts if isinstance(p, (TextPart, ToolCallPart, ReasoningPart, ServerToolPart))],
         stop_reason=_stop_reason(body.get("stop_reason")),
         stop_sequence=body.get("stop_sequence"),
-        usage=_parse_usage(body.get("usage") or {}),
+        usage=reported_usage(body.get("usage")),
     )
 
 
@@ -409,6 +423,34 @@ def _stop_reason(value: Any) -> str:
     if value == "model_context_window_exceeded":
         return STOP_MAX_TOKENS
     return value or STOP_END_TURN
+
+
+def reported_usage(raw: Any) -> Usage:
+    """The usage an Anthropic body or event reports, in every shape it comes in (none: not reported)."""
+    if not isinstance(raw, dict):
+        return Usage()
+    usage = _parse_usage(_billed_figures(raw))
+    usage.reported = True
+    server_tools = raw.get("server_tool_use") if isinstance(raw.get("server_tool_use"), dict) else {}
+    usage.web_search_requests = server_tools.get("web_search_requests") or 0
+    return usage
+
+
+_ITERATED = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _billed_figures(raw: dict) -> dict:
+    """The figures to bill: with `iterations` (compaction, advisor, server tool loops), every sampling counts.
+
+    A compaction iteration's tokens are not in the top-level figures, so the top level alone bills too little.
+    """
+    iterations = [i for i in raw.get("iterations") or [] if isinstance(i, dict)]
+    if not iterations:
+        return raw
+    summed = {name: sum(i.get(name) or 0 for i in iterations) for name in _ITERATED}
+    billed = {**raw, **{name: max(summed[name], raw.get(name) or 0) for name in _ITERATED}}
+    billed.pop("cache_creation", None)  # its split is of the top-level writes only
+    return billed
 
 
 def _parse_usage(raw: dict) -> Usage:
@@ -458,8 +500,10 @@ def _render_output_part(part: Part, fallback_id: str) -> Optional[dict]:
     if isinstance(part, ReasoningPart):
         if part.redacted_data:
             return {"type": "redacted_thinking", "data": part.redacted_data}
-        if part.text or part.signature:  # reasoning from other upstreams has no signature: shown, not resendable
-            return {"type": "thinking", "thinking": part.text, "signature": part.signature or ""}
+        if part.signature:
+            return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+        if part.text or part.encrypted_content:  # another provider's: resendable through our own signature
+            return {"type": "thinking", "thinking": part.text, "signature": opaque_reasoning.wrap(part)}
     return None
 
 
@@ -470,6 +514,9 @@ class StreamParser:
     def __init__(self) -> None:
         self._usage: dict = {}  # raw Anthropic figures so far; message_delta only repeats some of them
         self._parts: set = set()  # block indexes that produced a canonical part
+        self._started: set = set()  # block indexes whose start was understood: only their deltas are read
+        self._server: dict = {}  # block index -> [server tool part, its input JSON so far]
+        self._finished = False
 
     def feed(self, event: Optional[str], data: str) -> list:
         """The canonical events for one SSE event; CodecError when its data is not a JSON object."""
@@ -483,7 +530,7 @@ class StreamParser:
             raise CodecError("The upstream stream sent an event that is not a JSON object.")
         kind = payload.get("type") or event
         if kind == "message_start":
-            return self._usage_events((payload.get("message") or {}).get("usage"))
+            return self._message_start(payload.get("message") or {})
         if kind == "content_block_start":
             return self._block_start(payload.get("index", 0), payload.get("content_block") or {})
         if kind == "content_block_delta":
@@ -495,9 +542,10 @@ class StreamParser:
             events = self._usage_events(payload.get("usage"))
             delta = payload.get("delta") or {}
             if delta.get("stop_reason"):
-                events.append(StreamEvent("finish", stop_reason=_stop_reason(delta["stop_reason"]),
-                                          stop_sequence=delta.get("stop_sequence")))
+                events += self._finish(delta["stop_reason"], delta.get("stop_sequence"))
             return events
+        if kind == "message_stop" and not self._finished:  # message_stop ends a stream, whatever came before
+            return self._finish(None, None)
         if kind == "error":
             error = payload.get("error") or {}
             return [StreamEvent("error", text=str(error.get("message") or "The upstream stream failed."),
@@ -508,14 +556,43 @@ class StreamParser:
         """Nothing is held back: an Anthropic stream needs no flushing."""
         return []
 
+    def _message_start(self, message: dict) -> list:
+        """Usage so far, and whatever content and stop reason the start already carries (a whole message may)."""
+        events = self._usage_events(message.get("usage"))
+        for index, block in enumerate(message.get("content") or []):
+            if isinstance(block, dict):
+                started = self._block_start(index, block)
+                events += started + ([StreamEvent("part_end", index=index)] if started else [])
+        if message.get("stop_reason"):
+            events += self._finish(message["stop_reason"], message.get("stop_sequence"))
+        return events
+
+    def _finish(self, stop_reason: Optional[str], stop_sequence: Optional[str]) -> list:
+        self._finished = True
+        return [StreamEvent("finish", stop_reason=_stop_reason(stop_reason) if stop_reason else None,
+                            stop_sequence=stop_sequence)]
+
     def _usage_events(self, raw: Any) -> list:
         if not isinstance(raw, dict):
             return []
         self._usage.update({k: v for k, v in raw.items() if v is not None})
-        return [StreamEvent("usage", usage=_parse_usage(self._usage))]
+        return [StreamEvent("usage", usage=reported_usage(self._usage))]
 
     def _block_start(self, index: int, block: dict) -> list:
         kind = block.get("type")
+        if kind in ("text", "tool_use", "thinking"):
+            self._started.add(index)
+        if kind == "server_tool_use":
+            self._server[index] = [ServerToolPart(id=str(block.get("id") or ""), name=str(block.get("name") or "")),
+                                   json.dumps(block["input"]) if block.get("input") else ""]
+            return []
+        called = next((i for i, (part, _) in self._server.items() if part.id == block.get("tool_use_id")), None)
+        if called is not None:  # a server tool's results: the call is whole now
+            part, arguments = self._server.pop(called)
+            part.input = ToolCallPart(id="", name="", arguments=arguments).arguments_object()
+            part.sources = sources.anthropic_search_results(block)
+            self._parts.add(called)
+            return [StreamEvent("server_tool", index=called, part=part), StreamEvent("part_end", index=called)]
         if kind == "text" and block.get("text"):
             events = [StreamEvent("text", index=index, text=block["text"])]
         elif kind == "tool_use":
@@ -525,13 +602,23 @@ class StreamParser:
         elif kind == "thinking":
             events = [StreamEvent("reasoning", index=index, text=block.get("thinking") or "",
                                   signature=block.get("signature") or None)]
-        else:  # empty text (deltas follow), redacted thinking and server tool blocks (canonical streams lack them)
+        elif kind == "redacted_thinking" and block.get("data"):
+            events = [StreamEvent("reasoning", index=index, part=ReasoningPart(redacted_data=block["data"]))]
+        else:  # empty text (deltas follow), redacted thinking, server tool blocks and blocks newer than this parser
             return []
         self._parts.add(index)
         return events
 
     def _block_delta(self, index: int, delta: dict) -> list:
         kind = delta.get("type")
+        if index in self._server and kind == "input_json_delta":
+            self._server[index][1] += delta.get("partial_json") or ""
+            return []
+        if index not in self._started:
+            return []  # the pieces of a block this parser did not take up (a server tool's query is no client call)
+        if kind == "citations_delta":
+            citation = sources.from_anthropic_citation(delta.get("citation"))
+            return [StreamEvent("annotation", index=index, part=citation)] if citation else []
         if kind == "text_delta" and delta.get("text"):
             event = StreamEvent("text", index=index, text=delta["text"])
         elif kind == "input_json_delta" and delta.get("partial_json"):
@@ -559,6 +646,8 @@ class StreamRenderer:
         self._blocks: dict = {}  # canonical part index -> (content block index, block type)
         self._count = 0  # content blocks started
         self._open: Optional[int] = None  # the content block index still open
+        self._signed: set = set()  # thinking blocks whose signature was sent
+        self._thinking: set = set()  # thinking blocks
 
     def feed(self, ev: StreamEvent) -> list:
         """The SSE events for one canonical event (message_start comes with the first)."""
@@ -578,10 +667,15 @@ class StreamRenderer:
         elif ev.type == "text":
             out += self._ensure_block(ev.index, "text")
             out += self._delta(ev.index, {"type": "text_delta", "text": ev.text}) if ev.text else []
+        elif ev.type == "reasoning" and isinstance(ev.part, ReasoningPart) and ev.part.redacted_data:
+            out += self._ensure_block(ev.index, "redacted_thinking", data=ev.part.redacted_data)
         elif ev.type == "reasoning":
             out += self._ensure_block(ev.index, "thinking")
             out += self._delta(ev.index, {"type": "thinking_delta", "thinking": ev.text}) if ev.text else []
-            out += self._delta(ev.index, {"type": "signature_delta", "signature": ev.signature}) if ev.signature else []
+            signature = ev.signature or (opaque_reasoning.wrap(ev.part) if isinstance(ev.part, ReasoningPart) else None)
+            if signature:
+                self._signed.add(self._blocks[ev.index][0])
+                out += self._delta(ev.index, {"type": "signature_delta", "signature": signature})
         elif ev.type in ("tool_call", "tool_args"):
             out += self._ensure_block(ev.index, "tool_use", ev.call_id, ev.name)
             if ev.type == "tool_args" and ev.text:
@@ -616,7 +710,8 @@ class StreamRenderer:
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return [("message_start", {"type": "message_start", "message": message})]
 
-    def _ensure_block(self, index: int, kind: str, call_id: Optional[str] = None, name: Optional[str] = None) -> list:
+    def _ensure_block(self, index: int, kind: str, call_id: Optional[str] = None, name: Optional[str] = None,
+                      data: Optional[str] = None) -> list:
         known = self._blocks.get(index)
         if known and known[1] == kind:
             return []  # late pieces of a closed block still name it; the SDK indexes blocks, not order
@@ -626,6 +721,9 @@ class StreamRenderer:
             block: dict = {"type": "text", "text": ""}
         elif kind == "thinking":
             block = {"type": "thinking", "thinking": "", "signature": ""}
+            self._thinking.add(block_index)
+        elif kind == "redacted_thinking":
+            block = {"type": "redacted_thinking", "data": data or ""}
         else:
             block = {"type": "tool_use", "id": _client_tool_id(call_id or f"{self.ctx.response_id}_{index}"),
                      "name": name or "", "input": {}}
@@ -643,4 +741,9 @@ class StreamRenderer:
         if self._open is None:
             return []
         index, self._open = self._open, None
-        return [("content_block_stop", {"type": "content_block_stop", "index": index})]
+        out = []
+        if index in self._thinking and index not in self._signed:  # another provider's reasoning: our signature
+            signature = opaque_reasoning.wrap(ReasoningPart())
+            out.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                "delta": {"type": "signature_delta", "signature": signature}}))
+        return out + [("content_block_stop", {"type": "content_block_stop", "index": index})]

@@ -26,14 +26,15 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError
+from . import CodecError, opaque_reasoning, sources
 
 FINISH_TO_STOP = {
     "stop": STOP_END_TURN, "length": STOP_MAX_TOKENS, "tool_calls": STOP_TOOL_USE,
     "function_call": STOP_TOOL_USE, "content_filter": STOP_REFUSAL,
 }
 STOP_TO_FINISH = {
-    STOP_END_TURN: "stop", STOP_SEQUENCE: "stop", STOP_PAUSE: "stop",
+    # a paused turn (a server tool loop to be resumed) is unfinished: "length" is the finish that says so
+    STOP_END_TURN: "stop", STOP_SEQUENCE: "stop", STOP_PAUSE: "length",
     STOP_MAX_TOKENS: "length", STOP_TOOL_USE: "tool_calls", STOP_REFUSAL: "content_filter",
 }
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -177,10 +178,12 @@ def _file_part(file: Any, param: str) -> FilePart:
 
 def _assistant_message(msg: dict, param: str) -> Message:
     """An assistant message: reasoning first, then its text, then its tool calls."""
-    parts: list = []
+    parts: list = opaque_reasoning.from_chat_details(msg.get("reasoning_details"))  # resendable reasoning first
     reasoning = _reasoning_text(msg)
-    if reasoning:
+    if reasoning and not parts:
         parts.append(ReasoningPart(text=reasoning))
+    elif len(parts) == 1 and parts[0].signature and not parts[0].text:  # streamed: the text came apart
+        parts[0].text = reasoning
     if msg.get("content") is not None:
         text = _text_content(msg["content"], f"{param}.content")
         if text:
@@ -370,7 +373,7 @@ def parse_response(body: dict) -> Response:
     """An upstream chat.completion as a canonical Response."""
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
         raise CodecError("Not a chat completion: `choices` is missing.")
-    response = Response(id=body.get("id") or "", model=body.get("model") or "", usage=_parse_usage(body.get("usage")))
+    response = Response(id=body.get("id") or "", model=body.get("model") or "", usage=reported_usage(body.get("usage")))
     if not body["choices"]:
         return response
     choice = body["choices"][0]
@@ -382,7 +385,9 @@ def parse_response(body: dict) -> Response:
         response.parts.append(ReasoningPart(text=reasoning))
     text = message.get("content") or message.get("refusal")
     if isinstance(text, str) and text:
-        response.parts.append(TextPart(text=text))
+        cited = [sources.from_url_citation(a) for a in message.get("annotations") or []]
+        response.parts.append(TextPart(text=text, annotations=[a for a in cited if a],
+                                       refusal=not message.get("content")))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         call_id, name, arguments = call.get("id") or "", function.get("name") or "", function.get("arguments") or ""
@@ -397,6 +402,36 @@ def _reasoning_text(obj: dict) -> str:
     """Reasoning text some OpenAI-compatible servers add (`reasoning_content`, or `reasoning`)."""
     value = obj.get("reasoning_content") or obj.get("reasoning")
     return value if isinstance(value, str) else ""
+
+
+def reported_usage(raw: Any) -> Usage:
+    """The usage a Chat body or chunk reports, in the shapes OpenAI-compatible servers use (none: not reported)."""
+    if not isinstance(raw, dict):
+        return Usage()
+    usage = _parse_usage(_openai_shaped(raw))
+    usage.reported = True
+    return usage
+
+
+def _openai_shaped(raw: dict) -> dict:
+    """Other servers' usage figures in OpenAI's places.
+
+    Reasoning reported beside `completion_tokens` rather than inside it (the total says so, or it exceeds
+    them) is output too; DeepSeek's cache hits and Anthropic-style cache figures are cache reads and writes.
+    """
+    shaped = dict(raw)
+    prompt = dict(raw.get("prompt_tokens_details") or {})
+    completion = raw.get("completion_tokens_details") or {}
+    reasoning, output = completion.get("reasoning_tokens") or 0, raw.get("completion_tokens") or 0
+    beside = (raw.get("prompt_tokens") or 0) + output + reasoning
+    if reasoning and (reasoning > output or (raw.get("total_tokens") == beside and raw.get("total_tokens"))):
+        shaped["completion_tokens"] = output + reasoning
+    if not prompt.get("cached_tokens"):
+        prompt["cached_tokens"] = raw.get("prompt_cache_hit_tokens") or raw.get("cache_read_input_tokens") or 0
+    if not prompt.get("cache_write_tokens"):
+        prompt["cache_write_tokens"] = raw.get("cache_creation_input_tokens") or 0
+    shaped["prompt_tokens_details"] = prompt
+    return shaped
 
 
 def _parse_usage(raw: Any) -> Usage:
@@ -426,9 +461,18 @@ def _render_usage(usage: Usage) -> dict:
 def render_response(resp: Response, ctx: RenderContext) -> dict:
     """The canonical Response as a chat.completion."""
     message = {**_render_assistant(resp.parts), "refusal": None}
+    texts = [p for p in resp.parts if isinstance(p, TextPart)]
+    if texts and all(p.refusal for p in texts):  # the model declined: Chat says so in `refusal`
+        message.update(content=None, refusal=message["content"])
+    annotations = sources.chat_annotations(texts)
+    if annotations:
+        message["annotations"] = annotations
     reasoning = "".join(p.text for p in resp.parts if isinstance(p, ReasoningPart))
     if reasoning:
         message["reasoning_content"] = reasoning
+    details = [d for p in resp.parts if isinstance(p, ReasoningPart) for d in opaque_reasoning.chat_details(p)]
+    if details:  # what sends the reasoning back to its provider intact (signatures, encrypted content)
+        message["reasoning_details"] = details
     finish_reason = STOP_TO_FINISH.get(resp.stop_reason, "stop")
     return {
         "id": ctx.response_id,
@@ -474,7 +518,7 @@ class StreamParser:
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 events.extend(self._choice_events(choice))
         if isinstance(chunk.get("usage"), dict):
-            events.append(StreamEvent("usage", usage=_parse_usage(chunk["usage"])))
+            events.append(StreamEvent("usage", usage=reported_usage(chunk["usage"])))
         return events
 
     def _choice_events(self, choice: dict) -> list[StreamEvent]:
@@ -550,6 +594,11 @@ class StreamRenderer:
             return self.fail(ev.text, ev.error_type or "api_error")
         elif ev.type == "text" and ev.text:
             return self._start() + [self._chunk({"content": ev.text})]
+        elif ev.type == "reasoning" and (ev.signature or ev.part):
+            part = ev.part if isinstance(ev.part, ReasoningPart) else ReasoningPart(signature=ev.signature)
+            text = [self._chunk({"reasoning_content": ev.text})] if ev.text else []
+            details = [{**d, "index": ev.index} for d in opaque_reasoning.chat_details(part)]
+            return self._start() + text + ([self._chunk({"reasoning_details": details})] if details else [])
         elif ev.type == "reasoning" and ev.text:
             return self._start() + [self._chunk({"reasoning_content": ev.text})]
         elif ev.type == "tool_call":
@@ -575,9 +624,10 @@ class StreamRenderer:
             out.append((None, usage_chunk))
         return out + [(None, "[DONE]")]
 
-    def fail(self, message: str, error_type: str) -> list[tuple[None, Any]]:
+    def fail(self, message: str, error_type: Optional[str] = None) -> list[tuple[None, Any]]:
         """An error payload (the openai SDK raises on it); nothing is sent after it."""
         if self._closed:
             return []
         self._closed = True
-        return [(None, {"error": {"message": message, "type": error_type, "param": None, "code": None}})]
+        error = {"message": message, "type": error_type or "api_error", "param": None, "code": None}
+        return [(None, {"error": error})]

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from ..canonical import (
     STOP_END_TURN,
     STOP_MAX_TOKENS,
+    STOP_PAUSE,
     STOP_REFUSAL,
     STOP_TOOL_USE,
     FilePart,
@@ -24,6 +25,7 @@ from ..canonical import (
     Request,
     Response,
     ResponseBuilder,
+    ServerToolPart,
     StreamEvent,
     TextPart,
     ToolCallPart,
@@ -31,7 +33,7 @@ from ..canonical import (
     ToolSpec,
     Usage,
 )
-from . import CodecError
+from . import CodecError, client_calls, opaque_reasoning, sources
 
 ITEM_ID_PREFIXES = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
@@ -41,10 +43,12 @@ ERROR_CODES = {"server_error", "rate_limit_exceeded", "invalid_prompt", "vector_
 ERROR_CODE_ALIASES = {"rate_limit_error": "rate_limit_exceeded", "rate_limit": "rate_limit_exceeded"}
 # Request fields a response object echoes, with the value it shows when the request left them out.
 ECHOED_DEFAULTS = {
-    "instructions": None, "metadata": {}, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+    "instructions": None, "metadata": {}, "parallel_tool_calls": True, "tool_choice": "auto",
     "temperature": 1.0, "top_p": 1.0, "max_output_tokens": None, "text": {"format": {"type": "text"}},
-    "reasoning": {"effort": None, "summary": None}, "truncation": "disabled", "user": None,
+    "reasoning": {"effort": None, "summary": None}, "truncation": "disabled",
 }
+# Fields a function tool object always has in the official schema (nullable, but present).
+FUNCTION_TOOL_REQUIRED = {"strict": None, "parameters": None}
 # OpenAI's input_file is a PDF unless its name says otherwise.
 MEDIA_TYPES = {
     ".pdf": "application/pdf", ".txt": "text/plain", ".md": "text/markdown", ".csv": "text/csv",
@@ -95,8 +99,9 @@ def _normalize_item(item: Any, where: str) -> Optional[dict]:
         if not isinstance(item.get("id"), str):
             raise CodecError(f"'{where}.id' must be a string.", f"{where}.id")
         return item
-    if kind not in ITEM_ID_PREFIXES:
-        return None  # built-in tool items and newer types the gateway cannot convert
+    prefix = ITEM_ID_PREFIXES.get(kind) or client_calls.ID_PREFIXES.get(kind)
+    if prefix is None:
+        return None  # server-side tool items and newer types the gateway cannot convert
     if kind == "message":
         _normalize_message(item, where)
     elif kind == "function_call":
@@ -112,7 +117,7 @@ def _normalize_item(item: Any, where: str) -> Optional[dict]:
             raise CodecError(f"'{where}.summary' must be a list.", f"{where}.summary")
         item.setdefault("summary", [])
     if not item.get("id"):
-        item["id"] = new_id(ITEM_ID_PREFIXES[kind])
+        item["id"] = new_id(prefix)
     item.setdefault("status", "completed")
     return item
 
@@ -157,20 +162,32 @@ def items_to_messages(items: list[dict]) -> list[Message]:
         elif kind == "function_call":
             call_id, names[item["call_id"]] = item["call_id"], item["name"]
             assistant().parts.append(ToolCallPart(id=call_id, name=item["name"], arguments=item.get("arguments") or ""))
-        elif kind == "reasoning":
-            assistant().parts.append(ReasoningPart(text=_summary_text(item.get("summary")),
-                                                   encrypted_content=item.get("encrypted_content"), id=item.get("id")))
+        elif kind == "reasoning":  # encrypted content of ours carries another provider's reasoning
+            text = _summary_text(item.get("summary"))
+            assistant().parts.append(opaque_reasoning.unwrap(item.get("encrypted_content"), text) or ReasoningPart(
+                text=text, encrypted_content=item.get("encrypted_content"), id=item.get("id")))
+        elif client_calls.call_part(item) is not None:
+            part = client_calls.call_part(item)
+            names[part.id] = part.name
+            assistant().parts.append(part)
+        elif kind in client_calls.OUTPUTS:
+            _add_result(messages, client_calls.result_part(item, names))
         elif kind == "function_call_output":
             output = item.get("output")
             if isinstance(output, list):
                 output = [p for p in (_content_part(c) for c in output) if isinstance(p, (TextPart, ImagePart))]
-            result = ToolResultPart(call_id=item["call_id"], content=output, name=names.get(item["call_id"]))
-            last = messages[-1] if messages else None
-            if last and last.role == "user" and last.parts and isinstance(last.parts[-1], ToolResultPart):
-                last.parts.append(result)
-            else:
-                messages.append(Message(role="user", parts=[result]))
+            _add_result(messages, ToolResultPart(call_id=item["call_id"], content=output,
+                                                 name=names.get(item["call_id"])))
     return messages
+
+
+def _add_result(messages: list[Message], result: ToolResultPart) -> None:
+    """A tool result joins the results right before it in one user message."""
+    last = messages[-1] if messages else None
+    if last and last.role == "user" and last.parts and isinstance(last.parts[-1], ToolResultPart):
+        last.parts.append(result)
+    else:
+        messages.append(Message(role="user", parts=[result]))
 
 
 def _content_part(part: dict):
@@ -247,7 +264,9 @@ def _parse_tools(tools: Any) -> list[ToolSpec]:
         if not isinstance(tool, dict):
             raise CodecError(f"'tools[{i}]' must be an object.", f"tools[{i}]")
         if tool.get("type") != "function":
-            continue  # built-in tools (web_search, file_search, …) have no canonical form
+            client_tool = client_calls.tool_spec(tool)  # custom tools, shells, apply_patch: the client runs them
+            specs += [client_tool] if client_tool else []
+            continue  # server-side tools (web_search, file_search, …) have no canonical form
         name = _require_str(tool, "name", f"tools[{i}]")
         spec = ToolSpec(name=name, description=_optional_str(tool, "description", f"tools[{i}]"))
         if tool.get("parameters") is not None:
@@ -371,6 +390,12 @@ def messages_to_items(messages: list[Message]) -> list[dict]:
                     content.append({"type": "input_text", "text": part.text})
             elif isinstance(part, (ImagePart, FilePart)) and role != "assistant":
                 content.append(_render_input_part(part))
+            elif isinstance(part, ToolCallPart) and part.kind in client_calls.CALLS:
+                flush()
+                items.append(client_calls.call_item(part, part.kind, new_id(client_calls.ID_PREFIXES[part.kind])))
+            elif isinstance(part, ToolResultPart) and part.kind in client_calls.CALLS:
+                flush()
+                items.append(client_calls.result_item(part, part.kind))
             elif isinstance(part, ToolCallPart):
                 flush()
                 items.append({"type": "function_call", "call_id": part.id, "name": part.name,
@@ -421,18 +446,35 @@ def parse_response(body: dict) -> Response:
     for item in body["output"]:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "message":
-            text = "".join(p.get("text") or p.get("refusal") or "" for p in item.get("content") or []
-                           if isinstance(p, dict) and p.get("type") in ("output_text", "refusal"))
-            resp.parts.append(TextPart(text=text))
+            resp.parts.append(_message_text(item))
+        elif kind == "web_search_call":
+            resp.parts.append(sources.web_search_part(item))
         elif kind == "function_call":
             resp.parts.append(ToolCallPart(id=item.get("call_id") or "", name=item.get("name") or "",
                                            arguments=item.get("arguments") or ""))
         elif kind == "reasoning":
             resp.parts.append(ReasoningPart(text=_summary_text(item.get("summary")),
                                             encrypted_content=item.get("encrypted_content"), id=item.get("id")))
+        elif kind in client_calls.CALLS:
+            resp.parts.append(client_calls.call_part(item))
     resp.stop_reason = _stop_reason(body, any(isinstance(p, ToolCallPart) for p in resp.parts))
-    resp.usage = _parse_usage(body.get("usage"))
+    if resp.stop_reason == STOP_END_TURN and any(isinstance(p, TextPart) and p.refusal for p in resp.parts):
+        resp.stop_reason = STOP_REFUSAL
+    resp.usage = reported_usage(body.get("usage"), body["output"])
     return resp
+
+
+def _message_text(item: dict) -> TextPart:
+    """A message item's text parts as one text part, with their annotations; a refusal is marked."""
+    part = TextPart(text="")
+    for content in item.get("content") or []:
+        if not isinstance(content, dict) or content.get("type") not in ("output_text", "refusal"):
+            continue
+        cited = [sources.from_url_citation(a, -len(part.text)) for a in content.get("annotations") or []]
+        part.annotations += [a for a in cited if a]
+        part.refusal = part.refusal or content.get("type") == "refusal"
+        part.text += content.get("text") or content.get("refusal") or ""
+    return part
 
 
 def _stop_reason(body: dict, has_tool_call: bool) -> str:
@@ -443,6 +485,17 @@ def _stop_reason(body: dict, has_tool_call: bool) -> str:
         if reason == "max_output_tokens":
             return STOP_MAX_TOKENS
     return STOP_TOOL_USE if has_tool_call else STOP_END_TURN
+
+
+def reported_usage(raw: Any, output: Any = None) -> Usage:
+    """The usage a response object reports (none: not reported), with the web searches its output ran."""
+    if not isinstance(raw, dict):
+        return Usage()
+    usage = _parse_usage(raw)
+    usage.reported = True
+    usage.web_search_requests = sum(1 for item in output or [] if isinstance(item, dict)
+                                    and item.get("type") == "web_search_call")
+    return usage
 
 
 def _parse_usage(usage: Any) -> Usage:
@@ -458,34 +511,57 @@ def _parse_usage(usage: Any) -> Usage:
     )
 
 
-def output_items(resp: Response) -> list[dict]:
-    """The canonical output parts as Responses output items with fresh ids."""
+def output_items(resp: Response, client_tools: Optional[dict] = None) -> list[dict]:
+    """The canonical output parts as Responses output items with fresh ids.
+
+    `client_tools`: tool name -> call item type for the request's client tools that are not functions.
+    """
     items: list[dict] = []
     for part in resp.parts:
+        kind = part.kind or (client_tools or {}).get(part.name) if isinstance(part, ToolCallPart) else None
+        if kind in client_calls.CALLS:
+            items.append(client_calls.call_item(part, kind, new_id(client_calls.ID_PREFIXES[kind])))
+            continue
         if isinstance(part, TextPart):
-            if items and items[-1]["type"] == "message":
-                items[-1]["content"][0]["text"] += part.text
+            if items and items[-1]["type"] == "message" and items[-1]["content"][0]["type"] == "output_text" \
+                    and not part.refusal:
+                content = items[-1]["content"][0]
+                content["annotations"] += sources.url_citations(part, len(content["text"]))
+                content["text"] += part.text
             else:
-                items.append(_message_item(new_id("msg_"), part.text))
+                items.append(_message_item(new_id("msg_"), part.text, annotations=sources.url_citations(part),
+                                           refusal=part.refusal))
+        elif isinstance(part, ServerToolPart):
+            item = sources.web_search_item(part, new_id("ws_"))
+            items += [item] if item else []
         elif isinstance(part, ToolCallPart):
             items.append(_function_call_item(new_id("fc_"), part.id, part.name, part.arguments))
         elif isinstance(part, ReasoningPart):
-            items.append(_reasoning_item(part.id or new_id("rs_"), part.text, part.encrypted_content))
+            items.append(_reasoning_item(part.id or new_id("rs_"), part.text, _encrypted_content(part)))
     return items
 
 
-def _message_item(item_id: str, text: str, status: str = "completed") -> dict:
-    content = [_text_content(text)] if status != "in_progress" else []
+def _message_item(item_id: str, text: str, status: str = "completed", annotations: Optional[list] = None,
+                  refusal: bool = False) -> dict:
+    part = {"type": "refusal", "refusal": text} if refusal else _text_content(text, annotations)
+    content = [part] if status != "in_progress" else []
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
-def _text_content(text: str) -> dict:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _text_content(text: str, annotations: Optional[list] = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": list(annotations or []), "logprobs": []}
 
 
 def _function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict:
     return {"id": item_id, "type": "function_call", "call_id": call_id, "name": name, "arguments": arguments,
             "status": status}
+
+
+def _encrypted_content(part: ReasoningPart) -> Optional[str]:
+    """What a Responses client sends back to resend this reasoning: OpenAI's own, or ours around a signature."""
+    if opaque_reasoning.provider(part) == "anthropic":
+        return opaque_reasoning.wrap(part)
+    return part.encrypted_content
 
 
 def _reasoning_item(item_id: str, text: str, encrypted_content: Optional[str] = None) -> dict:
@@ -497,7 +573,8 @@ def _reasoning_item(item_id: str, text: str, encrypted_content: Optional[str] = 
 
 def render_response(resp: Response, ctx: RenderContext) -> dict:
     """The complete Responses object for a canonical Response."""
-    return _response_object(ctx, output_items(resp), resp.stop_reason, resp.usage)
+    client_tools = client_calls.tool_kinds((ctx.request_body or {}).get("tools"))
+    return _response_object(ctx, output_items(resp, client_tools), resp.stop_reason, resp.usage)
 
 
 def render_in_progress(ctx: RenderContext) -> dict:
@@ -513,13 +590,14 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
         status = "failed"
     elif stop_reason is None:
         status = "in_progress"
-    elif stop_reason in (STOP_MAX_TOKENS, STOP_REFUSAL):
+    elif stop_reason in (STOP_MAX_TOKENS, STOP_REFUSAL, STOP_PAUSE):
+        # a paused turn (a server tool loop to be resumed) is unfinished; the schema's only such reason is the length
         status = "incomplete"
-        incomplete = {"reason": "max_output_tokens" if stop_reason == STOP_MAX_TOKENS else "content_filter"}
+        incomplete = {"reason": "content_filter" if stop_reason == STOP_REFUSAL else "max_output_tokens"}
     conversation = ctx.extra.get("conversation", body.get("conversation"))
     if isinstance(conversation, str):
         conversation = {"id": conversation}
-    return {
+    answer = {
         "id": ctx.response_id,
         "object": "response",
         "created_at": ctx.created_at,
@@ -538,10 +616,24 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
         },
         **{key: copy.deepcopy(body[key] if body.get(key) is not None else default)
            for key, default in ECHOED_DEFAULTS.items()},
+        "tools": _echoed_tools(body.get("tools")),
         "store": ctx.extra.get("store", body.get("store", True)),
         "previous_response_id": ctx.extra.get("previous_response_id", body.get("previous_response_id")),
         "conversation": conversation,
     }
+    if usage is None:
+        del answer["usage"]  # not known yet: the schema's usage object has no null form
+    if isinstance(body.get("user"), str):
+        answer["user"] = body["user"]
+    return answer
+
+
+def _echoed_tools(tools: Any) -> list:
+    """The request's tools as a response object shows them: function tools with every field the schema requires."""
+    if not isinstance(tools, list):
+        return []
+    return [{**FUNCTION_TOOL_REQUIRED, **tool} if isinstance(tool, dict) and tool.get("type") == "function"
+            else copy.deepcopy(tool) for tool in tools]
 
 
 # ---------------------------------------------------------------- streams
@@ -576,7 +668,12 @@ class StreamParser:
                     out += self._piece("tool_args", index, item["arguments"])
         elif kind in ("response.output_text.delta", "response.refusal.delta"):
             out += self._piece("text", index, payload.get("delta") or "")
-        elif kind == "response.function_call_arguments.delta":
+        elif kind == "response.output_text.annotation.added":
+            annotation = sources.from_url_citation(payload.get("annotation"))
+            if annotation:
+                self._emitted.add(index)
+                out.append(StreamEvent("annotation", index=index, part=annotation))
+        elif kind == "response.function_call_arguments.delta" and self._kinds.get(index) == "function_call":
             out += self._piece("tool_args", index, payload.get("delta") or "")
         elif kind == "response.reasoning_summary_part.added" and payload.get("summary_index", 0) > 0:
             out += self._piece("reasoning", index, "\n\n")  # as parse_response joins summaries
@@ -587,8 +684,9 @@ class StreamParser:
         elif kind in ("response.completed", "response.incomplete"):
             resp = payload.get("response") or {}
             has_call = self._saw_tool_call or any(
-                isinstance(i, dict) and i.get("type") == "function_call" for i in resp.get("output") or [])
-            out.append(StreamEvent("usage", usage=_parse_usage(resp.get("usage"))))
+                isinstance(i, dict) and (i.get("type") == "function_call" or i.get("type") in client_calls.CALLS)
+                for i in resp.get("output") or [])
+            out.append(StreamEvent("usage", usage=reported_usage(resp.get("usage"), resp.get("output"))))
             out.append(StreamEvent("finish", stop_reason=_stop_reason(resp, has_call)))
         elif kind == "response.failed":
             error = (payload.get("response") or {}).get("error") or {}
@@ -619,7 +717,14 @@ class StreamParser:
     def _finish_item(self, index: int, item: dict) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         kind = item.get("type") or self._kinds.get(index)
-        if kind == "function_call":
+        if kind == "web_search_call":
+            self._emitted.add(index)
+            out.append(StreamEvent("server_tool", index=index, part=sources.web_search_part(item)))
+        elif kind in client_calls.CALLS and index not in self._emitted:  # whole at its end: its input is no JSON
+            call = client_calls.call_part(item)
+            out += self._start_call(index, {"call_id": call.id, "name": call.name})
+            out += self._piece("tool_args", index, call.arguments)
+        elif kind == "function_call":
             if index not in self._emitted:
                 out += self._start_call(index, item)
             if index not in self._streamed:
@@ -630,6 +735,10 @@ class StreamParser:
             out += self._piece("text", index, text)
         elif kind == "reasoning" and index not in self._streamed:
             out += self._piece("reasoning", index, _summary_text(item.get("summary")))
+        if kind == "reasoning" and item.get("encrypted_content"):
+            self._emitted.add(index)
+            out.append(StreamEvent("reasoning", index=index, part=ReasoningPart(
+                encrypted_content=item["encrypted_content"], id=item.get("id"))))
         if index in self._emitted:
             out.append(StreamEvent("part_end", index=index))
         return out
@@ -643,6 +752,9 @@ class _OpenItem:
         self.call_id, self.name = call_id, name
         self.text = ""
         self.summary_open = False
+        self.call_kind: Optional[str] = None  # a client call other than a function: sent whole at its end
+        self.annotations: list = []
+        self.opaque = ReasoningPart()  # a reasoning item's signature or encrypted content so far
 
 
 class StreamRenderer:
@@ -657,6 +769,7 @@ class StreamRenderer:
         self._open: Optional[_OpenItem] = None
         self._open_index: Optional[int] = None  # canonical index of the open item
         self._items: list[dict] = []  # completed output items, by output_index
+        self._client_tools = client_calls.tool_kinds((ctx.request_body or {}).get("tools"))
 
     def feed(self, ev: StreamEvent) -> list[tuple[str, dict]]:
         """The Responses events for one canonical event."""
@@ -677,6 +790,10 @@ class StreamRenderer:
                                        logprobs=[]))
         elif ev.type == "reasoning":
             out += self._enter(ev.index, "reasoning")
+            self._open.opaque.signature = (self._open.opaque.signature or "") + (ev.signature or "") or None
+            if isinstance(ev.part, ReasoningPart):
+                self._open.opaque.redacted_data = ev.part.redacted_data or self._open.opaque.redacted_data
+                self._open.opaque.encrypted_content = ev.part.encrypted_content or self._open.opaque.encrypted_content
             if ev.text:
                 item = self._open
                 if not item.summary_open:
@@ -693,11 +810,31 @@ class StreamRenderer:
             out += self._enter(ev.index, "function_call")
             if ev.text:
                 self._open.text += ev.text
-                out.append(self._event("response.function_call_arguments.delta", item_id=self._open.item_id,
-                                       output_index=self._open.output_index, delta=ev.text))
+                if self._open.call_kind is None:
+                    out.append(self._event("response.function_call_arguments.delta", item_id=self._open.item_id,
+                                           output_index=self._open.output_index, delta=ev.text))
+        elif ev.type == "annotation" and ev.part:
+            out += self._enter(ev.index, "message")
+            self._open.annotations.append(ev.part)
+        elif ev.type == "server_tool" and isinstance(ev.part, ServerToolPart):
+            out += self._end() + self._server_tool(ev.part)
         elif ev.type == "part_end" and ev.index == self._open_index:
             out += self._end()
         return out
+
+    def _server_tool(self, part: ServerToolPart) -> list[tuple[str, dict]]:
+        """A web search the provider ran, announced whole (other server tools have no Responses item here)."""
+        item = sources.web_search_item(part, new_id("ws_"))
+        if item is None:
+            return []
+        index = len(self._items)
+        self._items.append(item)
+        ids = {"item_id": item["id"], "output_index": index}
+        return [self._event("response.output_item.added", output_index=index, item={**item, "status": "in_progress"}),
+                self._event("response.web_search_call.in_progress", **ids),
+                self._event("response.web_search_call.searching", **ids),
+                self._event("response.web_search_call.completed", **ids),
+                self._event("response.output_item.done", output_index=index, item=item)]
 
     def close(self) -> list[tuple[str, dict]]:
         """End open items and emit response.completed (or response.incomplete)."""
@@ -728,10 +865,10 @@ class StreamRenderer:
         return self.builder.response
 
     # -- internals
-    def _event(self, name: str, **fields: Any) -> tuple[str, dict]:
-        payload = {"type": name, "sequence_number": self._seq, **fields}
+    def _event(self, event_type: str, **fields: Any) -> tuple[str, dict]:
+        payload = {"type": event_type, "sequence_number": self._seq, **fields}
         self._seq += 1
-        return name, payload
+        return event_type, payload
 
     def _start(self) -> list[tuple[str, dict]]:
         if self._started:
@@ -745,9 +882,13 @@ class StreamRenderer:
         if self._open is not None and self._open_index == index and self._open.kind == kind:
             return []
         out = self._end()
-        prefix = ITEM_ID_PREFIXES[kind]
+        call_kind = self._client_tools.get(name or "") if kind == "function_call" else None
+        prefix = client_calls.ID_PREFIXES[call_kind] if call_kind else ITEM_ID_PREFIXES[kind]
         item = _OpenItem(kind, new_id(prefix), len(self._items), call_id or new_id("call_"), name or "")
         self._open, self._open_index = item, index
+        if call_kind:
+            item.call_kind = call_kind
+            return out  # announced whole when it ends: its input is not streamed as JSON
         if kind == "message":
             added = _message_item(item.item_id, "", status="in_progress")
         elif kind == "function_call":
@@ -767,18 +908,33 @@ class StreamRenderer:
         ids = {"item_id": item.item_id, "output_index": item.output_index}
         out = []
         if item.kind == "message":
+            cited = sources.url_citations(TextPart(text=item.text, annotations=item.annotations))
+            for number, annotation in enumerate(cited):
+                out.append(self._event("response.output_text.annotation.added", **ids, content_index=0,
+                                       annotation_index=number, annotation=annotation))
             out.append(self._event("response.output_text.done", **ids, content_index=0, text=item.text, logprobs=[]))
-            out.append(self._event("response.content_part.done", **ids, content_index=0, part=_text_content(item.text)))
-            done = _message_item(item.item_id, item.text, status)
+            out.append(self._event("response.content_part.done", **ids, content_index=0,
+                                   part=_text_content(item.text, cited)))
+            done = _message_item(item.item_id, item.text, status, annotations=cited)
+        elif item.call_kind:
+            call = ToolCallPart(id=item.call_id, name=item.name, arguments=item.text, kind=item.call_kind)
+            done = client_calls.call_item(call, item.call_kind, item.item_id, status)
+            out.append(self._event("response.output_item.added", output_index=item.output_index,
+                                   item={**done, "status": "in_progress"} if "status" in done else done))
+            if item.call_kind == "custom_tool_call":
+                out.append(self._event("response.custom_tool_call_input.delta", **ids, delta=done["input"]))
+                out.append(self._event("response.custom_tool_call_input.done", **ids, input=done["input"]))
         elif item.kind == "function_call":
-            out.append(self._event("response.function_call_arguments.done", **ids, arguments=item.text))
+            out.append(self._event("response.function_call_arguments.done", **ids, name=item.name,
+                                   arguments=item.text))
             done = _function_call_item(item.item_id, item.call_id, item.name, item.text, status)
         else:
             if item.summary_open:
                 out.append(self._event("response.reasoning_summary_text.done", **ids, summary_index=0, text=item.text))
                 out.append(self._event("response.reasoning_summary_part.done", **ids, summary_index=0,
                                        part={"type": "summary_text", "text": item.text}))
-            done = _reasoning_item(item.item_id, item.text)
+            item.opaque.text = item.text
+            done = _reasoning_item(item.item_id, item.text, _encrypted_content(item.opaque))
         self._items.append(done)
         out.append(self._event("response.output_item.done", output_index=item.output_index, item=done))
         return out

@@ -22,6 +22,9 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from ..sse import read_events
+from .scrub import credentials_in, is_error_event, scrub
+
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
 
 
@@ -82,19 +85,20 @@ def _retry_after(headers) -> Optional[float]:
             return None
 
 
-def _error_message(response: urllib3.BaseHTTPResponse) -> tuple[str, Optional[str]]:
-    """The provider's own error message and type, from either envelope."""
+def _error_message(response: urllib3.BaseHTTPResponse, credentials: tuple) -> tuple[str, Optional[str]]:
+    """The provider's own error message and type, from either envelope, scrubbed of credentials (scrub.py)."""
     raw = response.data or b""
     try:
         body = json.loads(raw)
     except ValueError:
-        text = raw.decode("utf-8", "replace").strip()[:300]
+        text = scrub(raw[:4000].decode("utf-8", "replace").strip(), credentials)[:300]  # scrubbed whole, then cut
         return (text or f"HTTP {response.status}"), None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or f"HTTP {response.status}"), error.get("type")
+        return scrub(str(error.get("message") or f"HTTP {response.status}"), credentials), \
+            scrub(error.get("type") if isinstance(error.get("type"), str) else None, credentials)
     if isinstance(error, str):
-        return error, None
+        return scrub(error, credentials), None
     return f"HTTP {response.status}", None
 
 
@@ -106,14 +110,18 @@ def rate_limit_headers(headers) -> dict:
 class UpstreamResponse:
     """A 2xx upstream answer: JSON body or a stream of raw bytes."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse):
+    def __init__(self, response: urllib3.BaseHTTPResponse, credentials: tuple = ()):
         self._response = response
+        self._credentials = credentials
         self.headers = response.headers
         self.rate_limits = rate_limit_headers(response.headers)
 
     def json(self) -> dict:
         try:
-            body = json.loads(self._response.data)
+            data = self._response.data
+            if any(secret.encode() in data for secret in self._credentials):  # an upstream quoting its credential
+                data = scrub(data.decode("utf-8", "replace"), self._credentials)
+            body = json.loads(data)
         except (ValueError, HTTPError, OSError) as exc:
             raise UpstreamError("protocol", f"The upstream sent an unreadable answer ({type(exc).__name__}).") from None
         finally:
@@ -142,6 +150,16 @@ class UpstreamResponse:
         finally:
             self.close()
 
+    def events(self) -> Iterator[tuple[Optional[str], str]]:
+        """The body as SSE events (name, data); error events scrubbed of credentials like error bodies, and the
+        account's own credential cut out of every event."""
+        # "Bearer X" contains X: looking for the shortest forms finds every one
+        needles = [c for c in self._credentials if not any(o != c and o in c for o in self._credentials)]
+        for name, data in read_events(self.iter_bytes()):
+            if is_error_event(name, data) or any(needle in data for needle in needles):
+                data = scrub(data, self._credentials)
+            yield name, data
+
     def close(self) -> None:
         """Stop reading: a body not read to its end closes its connection (it cannot be reused)."""
         self._response.close()
@@ -156,6 +174,7 @@ class HttpClient:
         self.prefix = urllib3.util.parse_url(self.base_url).path or ""
         self.timeouts = timeouts
         self.headers = {"User-Agent": "onekeyllm", **headers}
+        self.credentials = credentials_in(self.headers)  # cut out of every error text this upstream sends
         self.pool = urllib3.connection_from_url(self.base_url, maxsize=256, block=False, retries=False,
                                                 **_tls_options(self.base_url))
 
@@ -181,7 +200,7 @@ class HttpClient:
                 from None
         if response.status >= 300:
             try:
-                message, error_type = _error_message(response)
+                message, error_type = _error_message(response, self.credentials)
             except (HTTPError, OSError):
                 message, error_type = f"HTTP {response.status}", None
             finally:
@@ -190,7 +209,7 @@ class HttpClient:
                                   retry_after=_retry_after(response.headers), error_type=error_type)
             error.rate_limits = rate_limit_headers(response.headers)
             raise error
-        return UpstreamResponse(response)
+        return UpstreamResponse(response, self.credentials)
 
     def close(self) -> None:
         self.pool.close()

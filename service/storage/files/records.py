@@ -69,8 +69,7 @@ def new_file_id() -> str:
 def file_object(row: StoredFile) -> dict:
     """The OpenAI FileObject of a stored file."""
     return {"id": row.id, "object": "file", "bytes": row.bytes, "created_at": row.created_at,
-            "filename": row.filename, "purpose": row.purpose, "status": "processed", "expires_at": None,
-            "status_details": None}
+            "filename": row.filename, "purpose": row.purpose, "status": "processed"}
 
 
 def store_upload(repository: FileStore, key_id: str, stream: BinaryIO, filename: Optional[str],

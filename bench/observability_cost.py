@@ -9,9 +9,11 @@ prints the CPU time per request (process time, so other processes on the machine
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="onekeyllm-metrics-bench-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 
 from service.gateway.billing import LogEntry  # noqa: E402
 from service.gateway.canonical import Usage  # noqa: E402

@@ -51,6 +51,7 @@ class Settings:
     metrics_token: Optional[str] = None  # bearer for GET /metrics (unset: the admin bearer)
     log_format: str = "text"  # "json": one JSON object per log line
     bind: str = "127.0.0.1:8000"  # where `onekeyllm serve` listens (host:port); gunicorn.conf.py reads it too
+    console_session_seconds: int = 8 * 3600  # how long a web console sign-in lasts
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -91,6 +92,7 @@ class Settings:
             metrics_token=_env("ONEKEYLLM_METRICS_TOKEN"),
             log_format=_env("ONEKEYLLM_LOG_FORMAT", cls.log_format).strip().lower(),
             bind=_env("ONEKEYLLM_BIND", cls.bind),
+            console_session_seconds=int(_env("ONEKEYLLM_CONSOLE_SESSION_SECONDS", str(cls.console_session_seconds))),
             env_accounts=accounts,
         )
 

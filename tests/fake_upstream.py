@@ -624,6 +624,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # socketserver's 5 overflows when 40 calls connect at once on a loaded machine
 
     def __init__(self, address: tuple[str, int], fake: "FakeUpstream", verbose: bool = False) -> None:
         super().__init__(address, _Handler)

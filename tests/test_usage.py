@@ -79,6 +79,7 @@ def mint_jwt(email: str, secret: str = JWT_SECRET, lifetime: int = 600) -> str:
 
 def seed_rows(server, key_id: str, rows: list) -> None:
     """Request-log rows at chosen times, written straight to the server's database."""
+    from service.storage import rollups
     from service.storage.db import make_database
 
     db = make_database(server.database_url)
@@ -89,9 +90,10 @@ def seed_rows(server, key_id: str, rows: list) -> None:
         sql = (f'INSERT INTO request_log ({", ".join(columns)}) '
                f'VALUES ({", ".join([db.param] * len(columns))})')
         with db.atomic():
-            for at, model, cost_nano in rows:
+            for at, model, cost_nano, *status in rows:  # a row's status code is 200 unless given
                 db.execute_sql(sql, ("req_seed" + uuid.uuid4().hex, key_id, at, "/v1/chat/completions", model,
-                                     "seeded", False, 200, 10, 5, 0, cost_nano, 7))
+                                     "seeded", False, status[0] if status else 200, 10, 5, 0, cost_nano, 7))
+        rollups.reset(db)  # rows of past days written behind the gateway's back, as an import would
     finally:
         db.close()
 

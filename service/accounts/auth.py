@@ -124,10 +124,24 @@ def is_admin_token(value: str) -> bool:
     return bool(expected) and hmac.compare_digest(hash_secret(_secrets().pepper, value), expected)
 
 
+def console_session_kind() -> tuple[Optional[str], Optional[str]]:
+    """For a request without a bearer: the kind and email of its web console session (sessions.py; a
+    state-changing request must carry the session's CSRF token), or (None, None)."""
+    from .sessions import current_session
+
+    session = current_session()
+    return (session.kind, session.email) if session is not None else (None, None)
+
+
 def require_admin() -> None:
-    """401 without a valid admin bearer; 403 for a valid user key."""
+    """401 without a valid admin bearer or admin console session; 403 for a valid user key."""
     value = bearer_token()
     if not value:
+        kind, _ = console_session_kind()
+        if kind == "admin":
+            return
+        if kind is not None:
+            raise ApiError(403, "This route needs the admin token, not a user sign-in.", type="permission_error")
         raise ApiError(401, "Missing admin token.", code="missing_api_key")
     if is_admin_token(value):
         return
@@ -155,8 +169,11 @@ def verify_jwt(token: str) -> dict:
 
 
 def require_user_email() -> str:
-    """The email of the caller's JWT."""
+    """The email of the caller's JWT, or of the user signed in to the web console."""
     value = bearer_token()
     if not value:
+        kind, email = console_session_kind()
+        if kind == "user":
+            return email
         raise ApiError(401, "Missing bearer token.", code="missing_api_key")
     return verify_jwt(value)["email"]

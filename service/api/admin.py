@@ -19,6 +19,7 @@ from .admin_schemas import (
     KeyListSchema,
     KeyOutSchema,
     KeyPatchSchema,
+    KeySearchArgsSchema,
     ModelInSchema,
     ModelListAdminSchema,
     ModelOutSchema,
@@ -109,11 +110,15 @@ class ModelItem(MethodView):
 # ---------------------------------------------------------------- keys
 @blp.route("/keys")
 class Keys(MethodView):
-    @blp.arguments(ListArgsSchema, location="query")
+    @blp.arguments(KeySearchArgsSchema, location="query")
     @blp.response(200, KeyListSchema)
     def get(self, args):
-        """List live keys (never their values)."""
-        return list_page(registry.live_keys(), ApiKey, args, registry.key_view)
+        """List live keys (never their values); `search` matches a part of the name, id or owner's email."""
+        query = registry.live_keys()
+        if args.get("search"):
+            text = args["search"]
+            query = query.where(ApiKey.name.contains(text) | ApiKey.id.contains(text) | ApiKey.email.contains(text))
+        return list_page(query, ApiKey, args, registry.key_view)
 
     @blp.arguments(KeyInSchema)
     @blp.response(201, KeyOutSchema)

@@ -6,6 +6,7 @@ from marshmallow import fields, validate
 
 from ..accounts.addresses import normalize_address
 from ..money import to_nano
+from .schemas import ListArgsSchema
 
 
 class Money(fields.Field):
@@ -185,6 +186,10 @@ class KeyPatchSchema(KeyInSchema):
     name = fields.String(validate=validate.Length(max=200))
     budget_usd = Money(allow_none=True, attribute="budget_nano")
     disabled = fields.Boolean()
+
+
+class KeySearchArgsSchema(ListArgsSchema):
+    search = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
 
 
 class KeyOutSchema(ma.Schema):

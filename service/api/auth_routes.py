@@ -79,6 +79,15 @@ def _mail_text(code: str, ttl_seconds: int) -> str:
 
 
 # ---------------------------------------------------------------- login
+def log_in_by_code(email: str, code: str) -> None:
+    """Use up the mailed code (401 when wrong, used or expired) and grant a first login its self-service
+    allowance; a JWT (below) or a console session (console.py) follows."""
+    settings = _state().settings
+    redeem_code(_state().secrets.pepper, email, code, request.remote_addr, _policy())
+    users.grant_self_service(email, settings.login_domains, to_nano(settings.self_service_budget_usd),
+                             settings.user_max_keys)
+
+
 @blp.route("/auth/email/send")
 class EmailSend(MethodView):
     @blp.doc(security=[])
@@ -110,10 +119,7 @@ class Token(MethodView):
     @blp.response(200, TokenSchema)
     def post(self, body):
         """Trade a mailed code for a bearer JWT (401 when the code is wrong, used or expired)."""
-        settings = _state().settings
-        redeem_code(_state().secrets.pepper, body["email"], body["code"], request.remote_addr, _policy())
-        users.grant_self_service(body["email"], settings.login_domains, to_nano(settings.self_service_budget_usd),
-                                 settings.user_max_keys)
+        log_in_by_code(body["email"], body["code"])
         token, lifetime = issue_jwt(body["email"])
         return {"token": token, "token_type": "bearer", "expires_in": lifetime}
 

@@ -15,23 +15,33 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import peewee as pw
 from flask import Response, current_app, g, jsonify, request, stream_with_context
 from flask.views import MethodView
 
-from ..accounts.auth import KEY_PREFIX, bearer_token, redact, require_admin, require_key, verify_jwt
+from ..accounts.auth import (
+    KEY_PREFIX,
+    bearer_token,
+    console_session_kind,
+    redact,
+    require_admin,
+    require_key,
+    require_user_email,
+)
 from ..api_error import ApiError
 from ..gateway import capacity
 from ..gateway.catalog import snapshot
 from ..gateway.upstreams.http import Timeouts
 from ..money import usd
-from ..storage.db import connected, is_postgres
+from ..storage import rollups
+from ..storage.db import connected
 from ..storage.models import ApiKey, RequestLog
 from ..storage.ratelimit import count_in_window
 from .blueprint import Blueprint
 from .usage_schemas import (
+    AdminSummaryArgsSchema,
     AdminUsageArgsSchema,
     CapacityListSchema,
     KeyUsageListSchema,
@@ -68,18 +78,19 @@ class Caller:
     def live_keys(self) -> list:
         return [key for key in self.keys if not key.revoked]
 
-    def scope(self) -> pw.Expression:
-        """The request-log rows this caller may read."""
+    def scope(self, table: type = RequestLog) -> pw.Expression:
+        """The request-log rows (or their daily roll-ups) this caller may read."""
         if self.email is None:
-            return RequestLog.key_id == self.ids[0]
-        return RequestLog.key_id.in_(self.ids)
+            return table.key_id == self.ids[0]
+        return table.key_id.in_(self.ids)
 
 
 def current_caller() -> Caller:
     """The key of the request, or (for a user JWT) every key of the token's email; 401 otherwise."""
     token = bearer_token()
-    if token and not token.startswith(KEY_PREFIX) and token.count(".") == 2:
-        email = verify_jwt(token)["email"]
+    is_jwt = token and not token.startswith(KEY_PREFIX) and token.count(".") == 2
+    if is_jwt or (not token and console_session_kind()[0] == "user"):
+        email = require_user_email()  # the JWT's, or the console user's
         keys = ApiKey.select().where(ApiKey.email == email).order_by(ApiKey.created_at, ApiKey.id)
         return Caller(list(keys), email=email)
     return Caller([require_key()])
@@ -124,15 +135,33 @@ def _list(data: list, has_more: bool) -> dict:
 
 
 # ---------------------------------------------------------------- the request log
+def _row_filters(table: type, args: dict) -> Optional[pw.Expression]:
+    """The model, account and status filters on the log or its daily roll-up (None: the roll-up cannot tell)."""
+    condition = pw.SQL("1 = 1")
+    if args.get("model"):
+        condition &= table.model == args["model"]
+    if args.get("account"):
+        condition &= table.account == args["account"]
+    status = args.get("status")
+    failed = table.status_code >= 400 if table is RequestLog else table.failed
+    if status == "ok":
+        condition &= ~failed
+    elif status == "error":
+        condition &= failed
+    elif status:
+        if table is not RequestLog:
+            return None
+        condition &= table.status_code == int(status)
+    return condition
+
+
 def _filtered(condition: pw.Expression, args: dict) -> pw.Expression:
     log = RequestLog
     if args.get("since") is not None:
         condition &= log.created_at >= args["since"]
     if args.get("until") is not None:
         condition &= log.created_at < args["until"]
-    if args.get("model"):
-        condition &= log.model == args["model"]
-    return condition
+    return condition & _row_filters(log, args)
 
 
 def _anchor(scope: pw.Expression, after: Optional[str]) -> Optional[RequestLog]:
@@ -160,31 +189,26 @@ def _key_names(rows: list) -> dict:
     return dict(ApiKey.select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(ids)).tuples()) if ids else {}
 
 
-def _day_number(column: pw.Field) -> pw.Node:
-    """Whole UTC days since the epoch of a float unix time, in the database's own arithmetic."""
-    days = column / pw.SQL(str(SECONDS_PER_DAY))
-    # PostgreSQL rounds a float cast to integer; SQLite truncates (= floor for times after 1970)
-    return pw.fn.FLOOR(days) if is_postgres() else days.cast("INTEGER")
+def summarize(scope: Callable[[type], pw.Expression], args: dict, group_by: str) -> list:
+    """Requests, tokens and cost per UTC day (oldest first) or per model, account or key_id (costliest first),
+    of the rows `scope(table)` selects, filtered by `args`; whole past days come from the daily roll-up."""
 
+    def condition_for(table: type) -> Optional[pw.Expression]:
+        filters = _row_filters(table, args)
+        return None if filters is None else scope(table) & filters
 
-def summarize(condition: pw.Expression, group_by: str) -> list:
-    """Requests, tokens and cost per UTC day (oldest first) or per model (costliest first), grouped in SQL."""
-    log = RequestLog
-    bucket = log.model if group_by == "model" else _day_number(log.created_at)
-    totals = [pw.fn.COUNT(log.id), pw.fn.SUM(log.input_tokens), pw.fn.SUM(log.output_tokens),
-              pw.fn.SUM(log.cached_tokens), pw.fn.SUM(log.cost_nano)]
+    totals = rollups.summarize(condition_for, args.get("since"), args.get("until"), group_by)
     rows = []
-    for value, requests, input_tokens, output_tokens, cached_tokens, cost in (
-            log.select(bucket, *totals).where(condition).group_by(bucket).tuples()):
-        label = value if group_by == "model" else datetime.fromtimestamp(
-            int(value) * SECONDS_PER_DAY, tz=timezone.utc).date().isoformat()
-        rows.append({group_by: label, "requests": int(requests), "input_tokens": int(input_tokens or 0),
-                     "output_tokens": int(output_tokens or 0), "cached_tokens": int(cached_tokens or 0),
-                     "cost_usd": usd(int(cost or 0)), "_cost": int(cost or 0)})
-    if group_by == "model":
-        rows.sort(key=lambda r: (-r["_cost"], r["model"]))
-    else:
+    for value, sums in totals.items():
+        label = value if group_by != "day" else datetime.fromtimestamp(
+            value * SECONDS_PER_DAY, tz=timezone.utc).date().isoformat()
+        rows.append({group_by: label, "requests": sums.requests, "input_tokens": sums.input_tokens,
+                     "output_tokens": sums.output_tokens, "cached_tokens": sums.cached_tokens,
+                     "cost_usd": usd(sums.cost_nano), "_cost": sums.cost_nano})
+    if group_by == "day":
         rows.sort(key=lambda r: r["day"])
+    else:
+        rows.sort(key=lambda r: (-r["_cost"], r[group_by] or ""))
     for row in rows:
         del row["_cost"]
     return rows
@@ -228,6 +252,11 @@ def serving_accounts(caller: Caller) -> list:
     accounts = (a for a in snapshot().accounts.values()
                 if a.enabled and (allowed is None or allowed.intersection(a.models)))
     return sorted(accounts, key=lambda a: a.name)
+
+
+def _probe_accounts(accounts: list) -> None:
+    settings = current_app.extensions["onekeyllm"].settings
+    capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
 
 
 REFRESHES_PER_MINUTE = 2  # per key (or per user JWT); each account is probed once per capacity.PROBE_INTERVAL anyway
@@ -285,8 +314,8 @@ class UsageSummary(MethodView):
     @blp.response(200, SummarySchema)
     def get(self, args):
         """Requests, tokens and cost per UTC day or per model (`group_by=day|model`), `since`/`until`/`model` filter."""
-        condition = _filtered(g.usage_caller.scope(), args)
-        return {"object": "list", "group_by": args["group_by"], "data": summarize(condition, args["group_by"]),
+        data = summarize(g.usage_caller.scope, args, args["group_by"])
+        return {"object": "list", "group_by": args["group_by"], "data": data,
                 "has_more": False}
 
 
@@ -306,9 +335,13 @@ class AccountCapacityRefresh(MethodView):
         caller: Caller = g.usage_caller
         _limit_refreshes(caller)
         accounts = serving_accounts(caller)
-        settings = current_app.extensions["onekeyllm"].settings
-        capacity.refresh(accounts, Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout))
+        _probe_accounts(accounts)
         return _capacity_body(accounts)
+
+
+def _admin_scope(table: type, args: dict) -> pw.Expression:
+    """Every key's rows, or one key's (`key_id`)."""
+    return table.key_id == args["key_id"] if args["key_id"] else pw.SQL("1 = 1")
 
 
 @blp.route("/admin/usage")
@@ -318,7 +351,7 @@ class AdminUsage(MethodView):
     @blp.doc(responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
     def get(self, args):
         """Every key's request log (admin token), rows with `key_id` and `key_name`; `format=csv` streams it all."""
-        scope = RequestLog.key_id == args["key_id"] if args["key_id"] else RequestLog.id.is_null(False)
+        scope = _admin_scope(RequestLog, args)
         condition = _filtered(scope, args)
         if args["format"] == "csv":
             return Response(stream_with_context(_csv_stream(condition)), mimetype="text/csv",
@@ -345,3 +378,35 @@ def export_usage(format: str, *, since: Optional[int] = None, until: Optional[in
             names = _key_names(rows)
         yield "".join(json.dumps(admin_row(row, names)) + "\n" for row in rows)
         anchor = rows[-1] if rows else None
+@blp.route("/admin/usage/summary")
+class AdminUsageSummary(MethodView):
+    @blp.arguments(AdminSummaryArgsSchema, location="query")
+    @blp.response(200, SummarySchema)
+    def get(self, args):
+        """Every key's requests, tokens and cost per UTC day, model, account or key (`group_by`), filtered by
+        `key_id`, `model`, `account`, `status` and time (admin token)."""
+        data = summarize(lambda table: _admin_scope(table, args), args, args["group_by"])
+        if args["group_by"] == "key_id":
+            names = dict(ApiKey.select(ApiKey.id, ApiKey.name).where(
+                ApiKey.id.in_([row["key_id"] for row in data])).tuples()) if data else {}
+            for row in data:
+                row["key_name"] = names.get(row["key_id"], "")
+        return {"object": "list", "group_by": args["group_by"], "data": data, "has_more": False}
+
+
+@blp.route("/admin/account_capacity")
+class AdminAccountCapacity(MethodView):
+    @blp.response(200, CapacityListSchema)
+    def get(self):
+        """Every account's capacity windows, upstream rate limits and health, disabled ones included (admin)."""
+        return _capacity_body(sorted(snapshot().accounts.values(), key=lambda a: a.name))
+
+
+@blp.route("/admin/account_capacity/refresh")
+class AdminAccountCapacityRefresh(MethodView):
+    @blp.response(200, CapacityListSchema)
+    def post(self):
+        """Probe every enabled account, record health and headers; then every account's capacity (admin)."""
+        accounts = sorted(snapshot().accounts.values(), key=lambda a: a.name)
+        _probe_accounts([a for a in accounts if a.enabled])
+        return _capacity_body(accounts)

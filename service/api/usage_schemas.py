@@ -56,10 +56,25 @@ class SummaryArgsSchema(_Filters):
     group_by = fields.String(load_default="day", validate=validate.OneOf(["day", "model"]))
 
 
-class AdminUsageArgsSchema(RequestsArgsSchema):
+STATUS = validate.Regexp(r"^(ok|error|[1-5][0-9][0-9])$", error="must be `ok`, `error` or an HTTP status code")
+
+
+class _AdminFilters(ma.Schema):
+    """What an admin may narrow every key's log to, besides time and model."""
+
     key_id = fields.String(load_default=None, validate=ID)
+    account = fields.String(load_default=None, validate=ID)
+    status = fields.String(load_default=None, validate=STATUS, metadata={
+        "description": "`ok` (below 400), `error` (400 and above) or one status code"})
+
+
+class AdminUsageArgsSchema(RequestsArgsSchema, _AdminFilters):
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]),
                            metadata={"description": "`csv` streams every matching row as text/csv"})
+
+
+class AdminSummaryArgsSchema(_Filters, _AdminFilters):
+    group_by = fields.String(load_default="day", validate=validate.OneOf(["day", "model", "account", "key_id"]))
 
 
 class BudgetSchema(ma.Schema):
@@ -116,6 +131,9 @@ class RequestListSchema(ma.Schema):
 class SummaryRowSchema(ma.Schema):
     day = fields.String(metadata={"description": "YYYY-MM-DD (UTC), with group_by=day"})
     model = fields.String(metadata={"description": "with group_by=model"})
+    account = fields.String(allow_none=True, metadata={"description": "with group_by=account (admin)"})
+    key_id = fields.String(metadata={"description": "with group_by=key_id (admin)"})
+    key_name = fields.String(metadata={"description": "with group_by=key_id (admin)"})
     requests = fields.Integer()
     input_tokens = fields.Integer()
     output_tokens = fields.Integer()

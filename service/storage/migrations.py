@@ -66,13 +66,27 @@ def m007_conversation_item_ids(db) -> None:
                    "ON conversation_item (conversation_id, item_id)")
 
 
-def m008_request_id(db) -> None:
+def m008_console_sessions(db) -> None:
+    """Web console sessions; the daily usage roll-up its charts read (filled by storage/rollups.py); and the
+    request-log indexes its filters read by: rows of one model, one account or one status, newest first (the
+    account one also serves the capacity windows)."""
+    from .rollups import roll_up
+
+    db.create_tables(m.TABLES_CONSOLE, safe=True)
+    for column in ("model", "account", "status_code"):
+        db.execute_sql(f"CREATE INDEX IF NOT EXISTS request_log_{column}_created_at "
+                       f"ON request_log ({column}, created_at)")
+    roll_up()  # the log's past days, once, at the upgrade rather than in the first summary asked for
+
+
+def m009_request_id(db) -> None:
     """The request log names each call's `x-request-id`."""
     _add_column(db, "request_log", "request_id", m.RequestLog.request_id)
 
 
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
-              m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids, m008_request_id]
+              m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids,
+              m008_console_sessions, m009_request_id]
 
 
 def schema_version() -> int:

@@ -238,3 +238,41 @@ TABLES_V2 = [RequestLog, StoredResponse, Conversation, ConversationItem]
 TABLES_V3 = [StoredFile, LoginCode, RateCounter]
 TABLES_V4 = [BudgetHold]
 TABLES_USERS = [UserAllowance]
+
+
+class ConsoleSession(BaseModel):
+    """A signed-in web console: the browser holds the token in an HttpOnly cookie, the table its keyed hash."""
+
+    id = pw.CharField(primary_key=True, max_length=64)  # hash_secret(pepper, cookie value)
+    kind = pw.CharField(max_length=10)  # "admin" or "user"
+    email = pw.CharField(max_length=320, null=True)  # the user's, for kind "user"
+    admin_token_hash = pw.CharField(max_length=64, null=True)  # kind "admin": the token it was opened with
+    created_at = pw.DoubleField()
+    expires_at = pw.DoubleField(index=True)
+
+    class Meta:
+        table_name = "console_session"
+
+
+class UsageDaily(BaseModel):
+    """The request log summed per UTC day, key, model, account and outcome, for days no row can still join
+    (storage/rollups.py): what the console's spend charts read instead of a million rows."""
+
+    day = pw.IntegerField()  # whole days since 1970-01-01 UTC
+    key_id = pw.CharField(max_length=40)
+    model = pw.CharField(max_length=200)
+    account = pw.CharField(max_length=200, null=True)
+    failed = pw.BooleanField()  # status_code >= 400
+    requests = pw.BigIntegerField()
+    input_tokens = pw.BigIntegerField()
+    output_tokens = pw.BigIntegerField()
+    cached_tokens = pw.BigIntegerField()
+    cost_nano = pw.BigIntegerField()
+
+    class Meta:
+        table_name = "usage_daily"
+        primary_key = False
+        indexes = ((("day",), False), (("key_id", "day"), False))
+
+
+TABLES_CONSOLE = [ConsoleSession, UsageDaily]

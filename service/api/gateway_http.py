@@ -6,6 +6,7 @@ from flask import Response, current_app, jsonify, request
 from ..accounts.auth import authenticate, key_credential, key_digest
 from ..api_error import ApiError
 from ..gateway.pipeline import Answer, Call, handle
+from ..http.access import current_trace
 from ..http.body_types import BodyTypeError
 from ..http.request_guard import NotStrictJson, body_is_small, request_body, strict_json
 from ..storage.db import connected
@@ -73,8 +74,12 @@ def run(inbound: str) -> Response:
     call = Call(inbound=inbound, endpoint=request.path, body=body, key=key,
                 settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
                 query=request.query_string.decode("latin-1"), key_hash=key_hash,
-                authenticate=lambda: _authenticate(credential))
-    return to_response(handle(call))
+                authenticate=lambda: _authenticate(credential), trace=current_trace())
+    try:
+        return to_response(handle(call))
+    finally:
+        if call.key is not None:
+            call.trace.key_id = call.key.id  # for the access line of a call refused before it settled
 
 
 def _authenticate(credential: str):

@@ -57,7 +57,7 @@ blp = Blueprint("usage", __name__, url_prefix="/v1", description="Budget, reques
 SECONDS_PER_DAY = 86400
 CSV_BATCH = 1000
 ROW_FIELDS = ("id", "created_at", "endpoint", "model", "account", "stream", "status_code", "input_tokens",
-              "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "response_id")
+              "output_tokens", "cached_tokens", "cost_usd", "latency_ms", "response_id", "request_id")
 CSV_COLUMNS = ("key_id", "key_name") + ROW_FIELDS
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -121,7 +121,7 @@ def request_row(row: RequestLog) -> dict:
             "account": row.account, "stream": bool(row.stream), "status_code": row.status_code,
             "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
             "cached_tokens": row.cached_tokens, "cost_usd": usd(row.cost_nano), "latency_ms": row.latency_ms,
-            "response_id": row.response_id}
+            "response_id": row.response_id, "request_id": row.request_id}
 
 
 def admin_row(row: RequestLog, names: dict) -> dict:

@@ -115,6 +115,7 @@ class RequestRowSchema(ma.Schema):
     cost_usd = fields.String()
     latency_ms = fields.Integer()
     response_id = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True, metadata={"description": "the answer's x-request-id"})
     key_id = fields.String(metadata={"description": "admin usage and user JWTs only"})
     key_name = fields.String(metadata={"description": "admin usage only"})
 

@@ -204,10 +204,12 @@ class LogEntry:
     started: float
     response_id: Optional[str] = None
     error: Optional[str] = None
+    request_id: Optional[str] = None
 
 
 LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
-              "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error")
+              "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error",
+              "request_id")
 INSERT_LOG = Prepared(lambda *values: RequestLog.insert(dict(zip(LOG_FIELDS, values))))
 DROP_HOLD = Prepared(lambda hold_id: BudgetHold.delete().where(BudgetHold.id == hold_id))
 CHARGE = Prepared(lambda charge, held, now, key_id: ApiKey.update(
@@ -264,7 +266,8 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
     usage = entry.usage
     log_row = (new_id("req"), entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
                entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, charge,
-               int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500])
+               int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500],
+               entry.request_id)
     held = reservation is not None
     SETTLEMENTS.submit(Settlement(reservation.hold_id if held else None, reservation.key_id if held else None,
                                   reservation.amount if held else 0, charge, now, log_row))

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Optional
 from ..api_error import ApiError
 from ..config import Settings
 from ..ids import new_id
+from ..observability.calls import CallTrace
 from ..storage.db import connected
 from ..storage.models import Account, ApiKey
 from ..storage.ratelimit import count_in_window
@@ -53,6 +54,7 @@ class Call:
     query: str = ""
     key_hash: Optional[str] = None  # what the key is stored under: the grant finds it by this
     authenticate: Optional[Callable[[], ApiKey]] = None  # reads and checks the key (401s)
+    trace: CallTrace = field(default_factory=CallTrace)  # request id and timings, for headers, metrics and logs
 
     def ensure_key(self) -> ApiKey:
         """The caller's key row, read and checked (401) where it is needed before the grant."""
@@ -255,8 +257,9 @@ def _dispatch(turn: Turn, accounts: list) -> Answer:
             _for_upstream(turn.request, turn.model), account.upstream_model(turn.request.model))
         headers = turn.call.forward_headers if upstream.provider == "anthropic" and passthrough else None
         try:
-            answer = upstream.send(body, stream=turn.request.stream, headers=headers,
-                                   query=turn.call.query if passthrough else "")
+            with turn.call.trace.upstream():
+                answer = upstream.send(body, stream=turn.request.stream, headers=headers,
+                                       query=turn.call.query if passthrough else "")
         except UpstreamError as error:
             _note_failure(account, error)
             if error.retryable:
@@ -375,9 +378,11 @@ def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = Non
         key_id=turn.call.key.id, endpoint=turn.call.endpoint, model=turn.request.model,
         account=turn.account.name if turn.account else None, stream=turn.request.stream, status_code=status,
         usage=usage, cost=billing.price_usage(turn.model, usage), started=turn.started,
-        response_id=response_id, error=error)
+        response_id=response_id, error=error, request_id=turn.call.trace.request_id or None)
     with connected():
-        return billing.settle(turn.reservation, entry)
+        charged = billing.settle(turn.reservation, entry)
+    turn.call.trace.settled(entry, charged)
+    return charged
 
 
 def _store(turn: Turn, body: dict, response: Response) -> None:
@@ -398,7 +403,8 @@ def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
 
 def _complete(turn: Turn, upstream, answer, passthrough: bool) -> Answer:
     try:
-        raw = answer.json()
+        with turn.call.trace.upstream():
+            raw = answer.json()
         response = upstream.wire.parse_response(raw)
     except (UpstreamError, CodecError) as error:
         message = getattr(error, "message", str(error))
@@ -489,6 +495,7 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
             if batch is None:
                 yield KEEPALIVE
                 continue
+            turn.call.trace.first_token()
             for event in batch:
                 if event.type == "tool_call":
                     event = replace(event, call_id=_client_call_id(turn, event.call_id))
@@ -554,6 +561,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
             if batch is None:
                 yield KEEPALIVE
                 continue
+            turn.call.trace.first_token()
             for name, data in batch:
                 if adopt_id:
                     adopt_id = False

@@ -21,6 +21,17 @@ keepalive = int(os.environ.get("ONEKEYLLM_KEEPALIVE", "5"))
 accesslog = os.environ.get("ONEKEYLLM_ACCESS_LOG", None)
 errorlog = "-"
 preload_app = False
+if os.environ.get("ONEKEYLLM_LOG_FORMAT", "").strip().lower() == "json":
+    # gunicorn's own lines as JSON too; the app's (and its access lines) go through the root logger it configures
+    _json_handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    logconfig_dict = {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "service.observability.logs.JsonFormatter"}},
+        "handlers": {"console": _json_handler, "error_console": _json_handler},
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+                    "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False}},
+    }
 # gunicorn 27's control socket is one path per user, shared by every instance on the machine
 control_socket_disable = True
 
@@ -34,6 +45,9 @@ def on_starting(server):
     import subprocess
     import sys
 
+    from service.observability.metrics_dir import make_instance_dir
+
+    make_instance_dir()  # this instance's metrics directory, inherited by every worker it forks
     done = subprocess.run([sys.executable, "-m", "service.cli", "init"], check=False)
     if done.returncode != 0:  # `init` said why in one line on stderr; no traceback of ours after it
         raise SystemExit(done.returncode)
@@ -45,3 +59,15 @@ def post_worker_init(worker):
     from service.http.draining import watch_worker
 
     watch_worker(worker, graceful_timeout)
+def child_exit(server, worker):
+    """A worker is gone: its in-flight gauge goes with it (its counters stay in the instance's totals)."""
+    from service.observability.metrics_dir import forget_worker
+
+    forget_worker(worker.pid)
+
+
+def on_exit(server):
+    """The instance stops: its metrics directory goes."""
+    from service.observability.metrics_dir import remove_instance_dir
+
+    remove_instance_dir()

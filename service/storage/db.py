@@ -220,3 +220,21 @@ def connected():
     finally:
         if opened and not database.is_closed():
             database.close()
+
+
+def check_database() -> None:
+    """Raise unless the database answers now: a `SELECT 1` on PostgreSQL; on SQLite a fresh read-only look at
+    the file (a pooled connection would answer from the file it opened, even once that is gone)."""
+    db = database.obj
+    if isinstance(db, pw.SqliteDatabase) and db.database != ":memory:":
+        import sqlite3
+        from urllib.parse import quote
+
+        probe = sqlite3.connect(f"file:{quote(db.database)}?mode=ro", uri=True, timeout=1)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+        return
+    with connected():
+        database.execute_sql("SELECT 1")

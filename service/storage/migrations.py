@@ -101,9 +101,14 @@ def m009_fleet(db) -> None:
         db.execute_sql(PICK_ACCOUNT_FUNCTION_SQL)
 
 
+def m010_request_id(db) -> None:
+    """The request log names each call's `x-request-id`."""
+    _add_column(db, "request_log", "request_id", m.RequestLog.request_id)
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
               m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids,
-              m008_console_sessions, m009_fleet]
+              m008_console_sessions, m009_fleet, m010_request_id]
 
 
 def schema_version() -> int:

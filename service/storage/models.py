@@ -121,6 +121,7 @@ class RequestLog(BaseModel):
     latency_ms = pw.IntegerField(default=0)
     response_id = pw.CharField(max_length=80, null=True)
     error = pw.TextField(null=True)
+    request_id = pw.CharField(max_length=128, null=True)  # the answer's x-request-id (m006)
 
     class Meta:
         table_name = "request_log"

@@ -9,6 +9,7 @@ REQUIREMENTS = [line.strip() for line in (HERE / "requirements.txt").read_text()
 TEST_EXTRAS = [
     "pytest>=8", "pytest-timeout>=2.2", "openai>=1.100", "anthropic>=0.60",
     "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29", "schemathesis>=3.30", "aiosmtpd>=1.4", "playwright>=1.40",
+    "moto[server]>=5.0",
 ]
 
 setup(

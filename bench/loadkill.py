@@ -255,6 +255,11 @@ def main(argv: Optional[list] = None) -> int:
     if not args.sqlite and not postgres_answers(args.postgres):
         print(f"PostgreSQL does not answer at {args.postgres}; use --sqlite or --postgres URL", file=sys.stderr)
         return 2
+    return run_then_clean_up(args, run)
+
+
+def run_then_clean_up(args: argparse.Namespace, run) -> int:
+    """`run(bench, args)` on a new Bench; its processes stopped and its database dropped whatever happens."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     bench = Bench(args)
     code = 1

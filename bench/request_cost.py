@@ -9,11 +9,15 @@ function; cProfile's own overhead inflates code made of many small calls).
 
     .venv/bin/python bench/request_cost.py --only chat-1 --requests 500
     .venv/bin/python bench/request_cost.py --db postgres
+    .venv/bin/python bench/request_cost.py --only chat-1 --body-bytes 60000   # a body that is read before its key
+    .venv/bin/python bench/request_cost.py --only chat-1 --body-bytes 70000   # one whose key is checked first
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
+import json
 import os
 import pstats
 import secrets
@@ -83,6 +87,17 @@ def one_request(client, scenario, headers: dict) -> None:
         raise RuntimeError(f"{scenario.name}: {answer.status_code} {data[:500]!r}")
 
 
+def padded(scenario, size: int):
+    """The scenario with its last message (or input) padded so that its JSON body is about `size` bytes."""
+    body = json.loads(json.dumps(scenario.body))
+    missing = max(0, size - len(json.dumps(body)))
+    if "messages" in body:
+        body["messages"][-1]["content"] += " " + "a" * missing
+    else:
+        body["input"] += " " + "a" * missing
+    return dataclasses.replace(scenario, body=body)
+
+
 def package_of(path: str) -> str:
     short = path.split("/site-packages/", 1)[-1].split("/work/main/", 1)[-1]
     for name, needles in BUCKETS:
@@ -133,6 +148,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="requests per scenario and measurement")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--chunks", type=int, default=20)
+    parser.add_argument("--body-bytes", type=int, default=0, metavar="N",
+                        help="pad each request body to about N bytes (past 64 KiB the key is checked before the body)")
     parser.add_argument("--callers", action="append", default=[], metavar="NAME",
                         help="also print who calls the functions whose name contains NAME")
     args = parser.parse_args()
@@ -179,6 +196,8 @@ def main() -> int:
         for scenario in SCENARIOS:
             if only and not any(scenario.name == o or scenario.name.startswith(o) for o in only):
                 continue
+            if args.body_bytes:
+                scenario = padded(scenario, args.body_bytes)
             headers = _headers(scenario, key)
             for _ in range(30):
                 one_request(client, scenario, headers)

@@ -13,7 +13,7 @@ UTC_NS = "datetime64[ns, UTC]"
 
 REQUEST_COLUMNS = ["id", "created_at", "endpoint", "model", "account", "stream", "status_code",
                    "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "overage_usd",
-                   "latency_ms", "response_id"]
+                   "latency_ms", "response_id", "request_id"]
 USAGE_COLUMNS = ["id", "name", "redacted_value", "created_at", "last_used_at", "expires_at",
                  "limit_usd", "used_usd", "remaining_usd"]
 SUMMARY_COUNTS = ["requests", "input_tokens", "output_tokens", "cached_tokens"]

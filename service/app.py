@@ -1,7 +1,6 @@
 """The Flask application: settings, database, blueprints and the error handlers, wired once."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -14,8 +13,10 @@ from .api.docs_assets import ASSETS_URL, register_docs_assets
 from .api.openapi import ErrorResponsesPlugin
 from .api.schemas import ErrorSchema
 from .config import Settings
+from .http.access import install_access
 from .http.headers import install_headers
 from .http.request_guard import reject_nul_in_url
+from .observability.logs import configure_logging
 from .storage.prepared import ServerPrepared
 
 
@@ -44,6 +45,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
     """The app: settings from the environment, overridden by `config`."""
     from .api import register_blueprints
     from .api.gateway_http import CONNECTION_PER_PHASE
+    from .api.operations import OWN_CONNECTION
     from .bootstrap import bootstrap
     from .http import errors
     from .storage import db
@@ -53,10 +55,12 @@ def build_app(config: Optional[dict] = None) -> Flask:
         database phase, so that a call waiting minutes on its upstream holds none (api/gateway_http.py)."""
         if request.method == "POST" and request.path in CONNECTION_PER_PHASE:
             return
+        if request.path in OWN_CONNECTION:  # readiness and metrics take theirs (and tell when there is none)
+            return
         db.open_connection()
 
     settings = Settings.from_env().override(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     app = Flask(__name__)
     app.config.update(
         API_TITLE="OneKeyLLM", API_VERSION=__version__, OPENAPI_VERSION="3.0.3",
@@ -74,6 +78,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
     if admin_token:  # the first start of a server: shown once, never logged
         print("Admin token (shown once, store it now):", admin_token, flush=True)
 
+    install_access(app)
     app.before_request(reject_nul_in_url)
     app.before_request(open_request_connection)
     app.teardown_request(db.close_connection)
@@ -83,6 +88,9 @@ def build_app(config: Optional[dict] = None) -> Flask:
         "extra_plugins": [ErrorResponsesPlugin()]})
     errors.register_error_handlers(app)
     install_headers(app, settings.cors_origins)
+    from .http.draining import track
+
+    app.wsgi_app = track(app.wsgi_app)  # a stop knows which requests are in flight (http/draining.py)
     if settings.trusted_proxies:
         # the client's address as the last `trusted_proxies` proxies saw it (per-IP limits), never more
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -90,4 +98,7 @@ def build_app(config: Optional[dict] = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
     register_blueprints(api)
     register_docs_assets(app)
+    from .gateway.leases import start_heartbeat
+
+    start_heartbeat(settings.lease_seconds)  # before the first hold: others tell by it whether this process runs
     return app

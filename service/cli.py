@@ -163,25 +163,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent import monkey
 
     monkey.patch_all()
+    import atexit
+    import logging
     import signal
 
     import gevent
-    from gevent.pywsgi import WSGIServer
 
     from . import create_app
+    from .http.draining import stop_server
+    from .http.wsgi_server import make_server
+    from .observability.metrics_dir import make_instance_dir, remove_instance_dir
 
     settings = _settings()
     host, port = parse_bind(settings.bind)
     host, port = args.host or host, args.port or port
     listener = _listener(host, port)  # before the database: a busy port must not print a first admin token
     announce_database(settings.database_url)
+    make_instance_dir()  # before the app imports prometheus_client
+    atexit.register(remove_instance_dir)
     with problems_in_one_line(settings.database_url):
         app = create_app()
-    access_log = None if args.quiet else "default"
-    server = WSGIServer(listener, app, log=access_log, error_log="default")
-    gevent.signal_handler(signal.SIGTERM, server.stop, 5)
-    gevent.signal_handler(signal.SIGINT, server.stop, 5)
-    print(f"OneKeyLLM listening on http://{host}:{port}", flush=True)
+    if args.quiet:
+        logging.getLogger("onekeyllm.access").setLevel(logging.WARNING)
+    # the app writes the access line (with the request id, in the chosen format); the server only its errors
+    settings_ = app.extensions["onekeyllm"].settings
+    server = make_server(listener, app, settings_, log=None, error_log=logging.getLogger("onekeyllm.server"))
+    gevent.signal_handler(signal.SIGTERM, stop_server, server, settings_.graceful_timeout)
+    gevent.signal_handler(signal.SIGINT, stop_server, server, settings_.graceful_timeout)
+    logging.getLogger("onekeyllm").info("OneKeyLLM listening on http://%s:%s", host, port)
     server.serve_forever()
     return 0
 
@@ -243,7 +252,11 @@ def add_users(sub) -> None:
 # ---------------------------------------------------------------- init, admin-token
 def cmd_init(args: argparse.Namespace) -> int:
     """Create or upgrade the schema; print the admin token if this first start generated one."""
-    _, token = _open(_settings(), create=True)
+    from .observability.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format)
+    _, token = _open(settings, create=True)
     if token:
         print("Admin token (shown once, store it now):", token, flush=True)
     return 0

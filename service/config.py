@@ -43,11 +43,19 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     max_file_bytes: int = 512 * 1024 * 1024
     keepalive_seconds: float = 15.0
+    header_timeout: float = 20.0  # a request's line and headers, in all (also an idle keep-alive connection)
+    body_timeout: float = 30.0  # a request body's longest pause between two reads
     cors_origins: Optional[str] = None
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For / -Proto are believed
     pg_prepared: bool = True  # PostgreSQL: the per-call statements prepared on the server (off behind PgBouncer)
+    files_url: Optional[str] = None  # where file contents live: a local path or s3://bucket/prefix (files_dir if unset)
+    s3_endpoint_url: Optional[str] = None  # an S3-compatible store that is not AWS (MinIO, Ceph, R2)
+    metrics_token: Optional[str] = None  # bearer for GET /metrics (unset: the admin bearer)
+    log_format: str = "text"  # "json": one JSON object per log line
     bind: str = "127.0.0.1:8000"  # where `onekeyllm serve` listens (host:port); gunicorn.conf.py reads it too
     console_session_seconds: int = 8 * 3600  # how long a web console sign-in lasts
+    lease_seconds: float = 30.0  # a process not heard from this long is dead: others give its holds back
+    graceful_timeout: float = 30.0  # SIGTERM: how long calls in flight may take to finish before they are ended
     env_accounts: dict = field(default_factory=dict)
 
     @classmethod
@@ -80,11 +88,19 @@ class Settings:
             max_body_bytes=int(_env("ONEKEYLLM_MAX_BODY_BYTES", str(cls.max_body_bytes))),
             max_file_bytes=int(_env("ONEKEYLLM_MAX_FILE_BYTES", str(cls.max_file_bytes))),
             keepalive_seconds=float(_env("ONEKEYLLM_KEEPALIVE_SECONDS", "15")),
+            header_timeout=float(_env("ONEKEYLLM_HEADER_TIMEOUT", "20")),
+            body_timeout=float(_env("ONEKEYLLM_BODY_TIMEOUT", "30")),
             cors_origins=_env("ONEKEYLLM_CORS_ORIGINS"),
             trusted_proxies=max(0, int(_env("ONEKEYLLM_TRUSTED_PROXIES", "0"))),
             pg_prepared=_env("ONEKEYLLM_PG_PREPARED", "1").strip().lower() not in ("0", "false", "no", "off"),
+            files_url=_env("ONEKEYLLM_FILES_URL"),
+            s3_endpoint_url=_env("ONEKEYLLM_S3_ENDPOINT_URL"),
+            metrics_token=_env("ONEKEYLLM_METRICS_TOKEN"),
+            log_format=_env("ONEKEYLLM_LOG_FORMAT", cls.log_format).strip().lower(),
             bind=_env("ONEKEYLLM_BIND", cls.bind),
             console_session_seconds=int(_env("ONEKEYLLM_CONSOLE_SESSION_SECONDS", str(cls.console_session_seconds))),
+            lease_seconds=max(1.0, float(_env("ONEKEYLLM_LEASE_SECONDS", str(cls.lease_seconds)))),
+            graceful_timeout=max(0.0, float(_env("ONEKEYLLM_GRACEFUL_TIMEOUT", str(cls.graceful_timeout)))),
             env_accounts=accounts,
         )
 

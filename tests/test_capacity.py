@@ -49,9 +49,9 @@ def test_a_spent_account_stops_being_chosen_and_the_other_takes_the_traffic(serv
     server.create_model(model, input_usd_per_mtok="1000", output_usd_per_mtok="1000")
     tiny, roomy = unique("cap-tiny"), unique("cap-roomy")
     server.create_account(name=tiny, provider="openai", base_url=upstream.base_url("openai", tiny), api_key=SECRET,
-                          models=[model], weight=1000, limits={"five_hour_usd": "0.001"})
+                          models=[model], weight=1000, limits={"five_hour_requests": 1})
     key = server.create_key(budget="50", models=[model])["key"]
-    assert chat(server, key, model).status_code == 200  # the tiny account alone: it spends more than its limit
+    assert chat(server, key, model).status_code == 200  # the tiny account alone: its one request of the window
 
     server.create_account(name=roomy, provider="openai", base_url=upstream.base_url("openai", roomy),
                           api_key=SECRET, models=[model], weight=1)
@@ -68,18 +68,19 @@ def test_a_spent_account_stops_being_chosen_and_the_other_takes_the_traffic(serv
     spent = sum(Decimal(row["cost_usd"]) for row in requests.get(
         server.v1 + "/usage/requests", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["data"]
         if row["account"] == tiny)
-    assert Decimal(five_hour["used_usd"]) == spent > Decimal("0.001")
-    assert five_hour["limit_usd"] == "0.001000000" and five_hour["remaining_usd"] == "0.000000000"
+    assert Decimal(five_hour["used_usd"]) == spent > 0 and five_hour["limit_usd"] is None
+    assert five_hour["limit_requests"] == 1 and five_hour["remaining_requests"] == 0
     assert five_hour["exhausted"] is True and five_hour["used_requests"] == 1
     assert 0 < five_hour["resets_at"] - time.time() <= 5 * 3600 + 1
-    assert weekly["limit_usd"] is None and weekly["remaining_usd"] is None and weekly["exhausted"] is False
+    assert weekly["limit_requests"] is None and weekly["remaining_requests"] is None and weekly["exhausted"] is False
     roomy_window = views[roomy]["windows"][0]
     assert roomy_window["used_requests"] == 5 and roomy_window["limit_usd"] is None
     assert roomy_window["exhausted"] is False
 
 
-@pytest.mark.parametrize("limits", [{"five_hour_usd": "0.000000001"}, {"weekly_requests": 1},
-                                    {"five_hour_tokens": 5}], ids=["usd", "requests", "tokens"])
+# each limit fits one request's worst case (about 33 tokens, $0.000033), not a second one beside the first's usage
+@pytest.mark.parametrize("limits", [{"five_hour_usd": "0.00004"}, {"weekly_requests": 1},
+                                    {"five_hour_tokens": 40}], ids=["usd", "requests", "tokens"])
 def test_when_every_account_is_exhausted_the_answer_is_503(server, upstream, limits):
     model = unique("cap-lonely")
     server.create_model(model, input_usd_per_mtok="1", output_usd_per_mtok="1")

@@ -188,7 +188,7 @@ def test_data_commands_return_frames_with_documented_columns_and_dtypes(ip, caps
     log = ip.run_line_magic("onekey", "requests")
     assert list(log.columns) == ["id", "created_at", "endpoint", "model", "account", "stream", "status_code",
                                  "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd",
-                                 "overage_usd", "latency_ms", "response_id"]
+                                 "overage_usd", "latency_ms", "response_id", "request_id"]
     assert list(log["model"]) == ["echo-1", MODEL]  # newest first
     assert str(log["created_at"].dtype) == UTC_NS and str(log["cost_usd"].dtype) == "float64"
     for column in ("status_code", "input_tokens", "output_tokens", "cached_tokens", "latency_ms"):

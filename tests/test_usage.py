@@ -19,7 +19,8 @@ from conftest import start_server
 JWT_SECRET = "usage-tests-" + uuid.uuid4().hex
 MONEY = re.compile(r"^\d+\.\d{9}$")
 ROW_KEYS = {"id", "created_at", "endpoint", "model", "account", "stream", "status_code", "input_tokens",
-            "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "overage_usd", "latency_ms", "response_id"}
+            "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "overage_usd", "latency_ms", "response_id",
+            "request_id"}
 INPUT_PRICE, OUTPUT_PRICE = Decimal("0.123456789"), Decimal("2.5")  # USD per million tokens
 
 

@@ -13,12 +13,16 @@ def register_blueprints(api: Api) -> None:
         conversations,
         files,
         messages,
+        operations,
         responses,
         runtime,
         usage,
         usage_page,
     )
+    from .openapi import either_properties
+
+    api.ma_plugin.converter.add_attribute_function(either_properties)
 
     for module in (runtime, responses, chat, messages, admin, auth_routes, usage, conversations, files, usage_page,
-                   admin_users, console):
+                   admin_users, console, operations):
         api.register_blueprint(module.blp)

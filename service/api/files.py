@@ -1,8 +1,6 @@
 """OpenAI Files, kept in the key's own space of the file repository (ONEKEYLLM_FILES_DIR)."""
 from __future__ import annotations
 
-import os
-
 import marshmallow as ma
 from flask import Response, current_app, request
 from flask.views import MethodView
@@ -150,7 +148,7 @@ class FileContent(MethodView):
             with stream:
                 yield from files.read_chunks(stream)
 
-        size = os.fstat(stream.fileno()).st_size
+        size = files.content_size(stream)
         return Response(chunks(), mimetype=files.download_type(row), direct_passthrough=True,
                         headers={"Content-Length": str(size), **attachment_headers(row.filename)})
 

@@ -1,15 +1,16 @@
 """The HTTP edge of the gateway routes: JSON bodies in, pipeline answers out."""
 from __future__ import annotations
 
-import json
-
 from flask import Response, current_app, jsonify, request
 
 from ..accounts.auth import authenticate, key_credential, key_digest
 from ..api_error import ApiError
 from ..gateway.pipeline import Answer, Call, handle
-from ..http.request_guard import request_body
+from ..http.access import current_trace
+from ..http.body_types import BodyTypeError
+from ..http.request_guard import NotStrictJson, body_is_small, request_body, strict_json
 from ..storage.db import connected
+from .gateway_schemas import check_request
 from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
 
 FORWARDED = ("anthropic-version", "anthropic-beta")
@@ -18,17 +19,26 @@ FORWARDED = ("anthropic-version", "anthropic-beta")
 CONNECTION_PER_PHASE = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/messages"})
 
 
-def json_body() -> dict:
-    """The request body as a JSON object (400 otherwise), whatever the declared content type."""
+def json_body(inbound: str) -> dict:
+    """The request body as a JSON object whose declared fields have their types and bounds (400 otherwise,
+    naming the field), whatever the declared content type."""
     raw = request_body()
     if not raw:
         raise ApiError(400, "The request body is empty: send a JSON object.")
     try:
-        body = json.loads(raw)
+        body = strict_json(raw)
+    except NotStrictJson as error:
+        raise ApiError(400, error.message, param=error.param) from None
     except (ValueError, RecursionError):
         raise ApiError(400, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
+    try:
+        check_request(inbound, body)
+    except BodyTypeError as error:
+        raise ApiError(400, error.message, param=error.param) from None
+    except RecursionError:
+        raise ApiError(400, "The request body is nested too deeply.") from None
     return body
 
 
@@ -46,24 +56,30 @@ def to_response(answer: Answer) -> Response:
 def run(inbound: str) -> Response:
     """Serve one gateway call in the `inbound` format for the calling key.
 
-    The key is not read here: the pipeline's grant finds and checks it by its hash (see pipeline._prepare);
-    it is read first only where something has to be refused, so that a bad key is always the answer.
+    A small body's key is not read here: the pipeline's grant finds and checks it by its hash (see
+    pipeline._prepare); it is read first only where something has to be refused, so that a bad key is always
+    the answer. A large (or chunked) body is read only once its key is known to be live.
     """
     credential = key_credential()
     key_hash = key_digest(credential)
-    if key_hash is None:
-        _authenticate(credential)  # not one of our keys: 401
+    key = None
+    if key_hash is None or not body_is_small():
+        key = _authenticate(credential)  # 401 with the body unread: the server closes rather than read it
     try:
-        body = json_body()
+        body = json_body(inbound)
     except ApiError:
         _authenticate(credential)
         raise
     forward = {name: request.headers[name] for name in FORWARDED if name in request.headers}
-    call = Call(inbound=inbound, endpoint=request.path, body=body, key=None,
+    call = Call(inbound=inbound, endpoint=request.path, body=body, key=key,
                 settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
                 query=request.query_string.decode("latin-1"), key_hash=key_hash,
-                authenticate=lambda: _authenticate(credential))
-    return to_response(handle(call))
+                authenticate=lambda: _authenticate(credential), trace=current_trace())
+    try:
+        return to_response(handle(call))
+    finally:
+        if call.key is not None:
+            call.trace.key_id = call.key.id  # for the access line of a call refused before it settled
 
 
 def _authenticate(credential: str):
@@ -71,11 +87,13 @@ def _authenticate(credential: str):
         return authenticate(credential)
 
 
-def request_body_doc(required: list, properties: dict, *, stream: bool = True) -> dict:
-    """The OpenAPI requestBody (a JSON object, extra fields allowed) and answers of a gateway route."""
-    responses = {"200": json_object_response("The answer in the route's format (SSE when `stream` is true)"
-                                             if stream else "The answer", stream=stream)}
+def request_body_doc(request_schema: type, answer_schema: type, *, stream: bool = True) -> dict:
+    """The OpenAPI requestBody and answers of a gateway route, typed by its schemas (extra fields allowed)."""
+    answer = {"application/json": {"schema": answer_schema}}
+    if stream:
+        answer["text/event-stream"] = json_object_response("", stream=True)["content"]["text/event-stream"]
+    description = "The answer in the route's format (SSE when `stream` is true)" if stream else "The answer"
+    responses = {"200": {"description": description, "content": answer}}
     responses.update({str(code): error_ref(code) for code in GATEWAY_ERRORS})
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": required, "properties": properties, "additionalProperties": True}}}},
-        "responses": responses}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema}}},
+            "responses": responses}

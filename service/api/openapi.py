@@ -25,6 +25,15 @@ def json_object_response(description: str, *, stream: bool = False) -> dict:
     return {"description": description, "content": content}
 
 
+def either_properties(self, field, **kwargs) -> dict:
+    """An `Either` field (http/body_types.py) in the document: `oneOf` its shapes (an apispec attribute function)."""
+    from ..http.body_types import Either
+
+    if isinstance(field, Either):
+        return {"oneOf": [self.field2property(choice) for choice in field.choices]}
+    return {}
+
+
 class ErrorResponsesPlugin(BasePlugin):
     """Documents 400/401/403/404/413 on the operations that can give them (refs to our ErrorSchema); a 422 that
     a plain flask-smorest Blueprint would document becomes the 400 that errors.py answers."""

@@ -10,7 +10,7 @@ from .admin_schemas import DeletedSchema
 from .blueprint import Blueprint
 from .conversations import ItemListSchema
 from .gateway_http import request_body_doc, run
-from .openapi import json_object_response
+from .gateway_schemas import ResponseObjectSchema, ResponsesRequestSchema
 from .schemas import ListArgsSchema
 
 blp = Blueprint("responses", __name__, url_prefix="/v1", description="OpenAI Responses")
@@ -18,13 +18,7 @@ blp = Blueprint("responses", __name__, url_prefix="/v1", description="OpenAI Res
 
 @blp.route("/responses")
 class Responses(MethodView):
-    @blp.doc(**request_body_doc(["model"], {
-        "model": {"type": "string"},
-        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
-        "instructions": {"type": "string"},
-        "previous_response_id": {"type": "string"}, "conversation": {}, "store": {"type": "boolean"},
-        "stream": {"type": "boolean"}, "tools": {"type": "array", "items": {"type": "object"}},
-        "max_output_tokens": {"type": "integer"}}))
+    @blp.doc(**request_body_doc(ResponsesRequestSchema, ResponseObjectSchema))
     def post(self):
         """Create a response (SSE when `stream` is true)."""
         return run("responses")
@@ -32,7 +26,8 @@ class Responses(MethodView):
 
 @blp.route("/responses/<response_id>")
 class ResponseItem(MethodView):
-    @blp.doc(responses={"200": json_object_response("The stored Response object")})
+    @blp.doc(responses={"200": {"description": "The stored Response object",
+                                "content": {"application/json": {"schema": ResponseObjectSchema}}}})
     def get(self, response_id):
         """A stored response of the calling key."""
         key = require_key()

@@ -58,7 +58,7 @@ SECONDS_PER_DAY = 86400
 CSV_BATCH = 1000
 ROW_FIELDS = ("id", "created_at", "endpoint", "model", "account", "stream", "status_code", "input_tokens",
               "output_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "overage_usd", "latency_ms",
-              "response_id")
+              "response_id", "request_id")
 CSV_COLUMNS = ("key_id", "key_name") + ROW_FIELDS
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -123,7 +123,7 @@ def request_row(row: RequestLog) -> dict:
             "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
             "cached_tokens": row.cached_tokens, "cache_write_tokens": row.cache_write_tokens or 0,
             "cost_usd": usd(row.cost_nano), "overage_usd": usd(row.overage_nano or 0), "latency_ms": row.latency_ms,
-            "response_id": row.response_id}
+            "response_id": row.response_id, "request_id": row.request_id}
 
 
 def admin_row(row: RequestLog, names: dict) -> dict:

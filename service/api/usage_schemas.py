@@ -117,6 +117,7 @@ class RequestRowSchema(ma.Schema):
     overage_usd = fields.String(metadata={"description": "what the tokens cost past the key's limit, not charged"})
     latency_ms = fields.Integer()
     response_id = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True, metadata={"description": "the answer's x-request-id"})
     key_id = fields.String(metadata={"description": "admin usage and user JWTs only"})
     key_name = fields.String(metadata={"description": "admin usage only"})
 

@@ -4,7 +4,7 @@ Three rules, each discrepancy a line: every key's used amount is the sum of its
 settled request-log rows (and its reserved amount the sum of its holds); no hold
 or in-flight row outlives the process that wrote it; every row costs its tokens
 at the prices stored with it (what it was charged plus its overage). Rows older
-than the prices column (schema 6) cannot be priced again and are only counted.
+than the prices column (m011_money) cannot be priced again and are only counted.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import peewee as pw
 from ..money import usd
 from ..storage.db import database, is_postgres
 from ..storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+from . import leases
 from .canonical import Usage
 from .holds import owner_runs
 from .pricing import price_tokens
@@ -64,11 +65,12 @@ def _check_keys(report: AuditReport) -> None:
 def _check_holds(report: AuditReport) -> None:
     now = time.time()
     holding: set = set()
-    for hold_id, owner, created_at in BudgetHold.select(BudgetHold.id, BudgetHold.owner,
-                                                        BudgetHold.created_at).tuples():
+    held = list(BudgetHold.select(BudgetHold.id, BudgetHold.owner, BudgetHold.created_at).tuples())
+    lapses = leases.expiries({owner for _, owner, _ in held})
+    for hold_id, owner, created_at in held:
         report.holds += 1
         holding.add(hold_id)
-        if not owner_runs(owner, created_at, now):
+        if not owner_runs(owner, created_at, now, lapses.get(owner)):
             report.discrepancies.append(f"hold {hold_id}: its process {owner} no longer runs")
     for (row_id,) in RequestLog.select(RequestLog.id).where(RequestLog.status_code == IN_FLIGHT).tuples():
         if row_id not in holding:

@@ -14,19 +14,20 @@ only, the rest recorded as the row's overage and its account flagged.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from ..ids import new_id
 from ..money import cost_nano, usd
+from ..storage.account_windows import ACCOUNT_STATE_SQL_POSTGRES, account_state, pick_account_sqlite
 from ..storage.db import database, is_postgres
 from ..storage.group_commit import GroupCommit
 from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog
 from ..storage.prepared import Prepared, ServerPrepared
 from . import holds
 from .canonical import Usage
-from .capacity import note_settled
 from .catalog import VERSION_KEY as CATALOG_VERSION_KEY
 from .catalog import ModelInfo
 from .pricing import highest_input_price, price_tokens, prices_of
@@ -47,6 +48,9 @@ class Reservation:
     max_output_tokens: int  # what the budget affords (the request is capped at this)
     capped: bool  # whether the budget lowered the request's own limit
     hold_id: Optional[str] = None  # the budget_hold row, once reserved (and the id of the call's log row)
+    tokens: int = 0  # the worst case in tokens (the input's bound, and the output allowed)
+    candidates: tuple = ()  # ids of the accounts that may serve it, in the order to try them
+    account_id: Optional[str] = None  # the account whose window capacity it holds too (account_windows.py)
     pending: Optional["PendingRow"] = None  # the in-flight request-log row written with the hold
 
 
@@ -60,6 +64,7 @@ class PendingRow:
     input_tokens: int  # the input's estimate: what a killed call is charged (holds.settle_abandoned)
     prices: str  # the model's prices (pricing.prices_json)
     started: float
+    request_id: Optional[str] = None
 
 
 class BudgetExhausted(Exception):
@@ -102,7 +107,8 @@ def _plan(key: Optional[ApiKey], model: ModelInfo, input_bound: int, requested_o
                 raise BudgetExhausted()
             if affordable < wanted:
                 wanted, capped = int(affordable), True
-    return Reservation(key.id if key is not None else "", input_cost + cost_nano(wanted, out_price), wanted, capped)
+    return Reservation(key.id if key is not None else "", input_cost + cost_nano(wanted, out_price), wanted, capped,
+                       tokens=input_bound + wanted)
 
 
 def reserve(reservation: Reservation) -> ApiKey:
@@ -123,59 +129,72 @@ def reserve(reservation: Reservation) -> ApiKey:
 # disabled or expired is granted nothing. Its commit does not wait for the WAL flush (synchronous_commit off
 # for this transaction only): a reservation only ever holds budget back, and the settlement that follows is a
 # synchronous commit, which makes it durable too.
+# It also picks the account (the first of the call's candidates that is not cooling down and whose window
+# limits its worst case fits: the hold names it, storage/account_windows.py) and answers the candidates'
+# shared state (cooldowns, rate-limit headers), so that routing follows what every process learned.
 _BUDGET_CONDITION = ("(budget_nano IS NULL OR (used_nano < budget_nano AND used_nano + reserved_nano + {p} "
                      "<= budget_nano))")
 _MATCH = {"id": "id = {p}",
           "hash": "key_hash = {p} AND NOT revoked AND NOT disabled AND (expires_at IS NULL OR expires_at > {p})"}
-_HOLD_COLUMNS = "id, key_id, amount_nano, owner, created_at"
+_HOLD_COLUMNS = "id, key_id, amount_nano, owner, created_at, account_id, tokens"
 LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
               "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error",
-              "cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")
+              "request_id", "cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")
 _LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
 _LOG_VALUES = "(" + ", ".join(["%s"] * len(LOG_FIELDS)) + ")"
 # the in-flight row goes in with the hold: the key's id is the one granted (the grant may find it by hash)
 _PENDING_SELECT = ", ".join("granted.id" if name == "key_id" else "%s" for name in LOG_FIELDS)
 GRANT_SQL_POSTGRES = {by: f"""
 WITH granted AS (
-    UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match} AND {_BUDGET_CONDITION} RETURNING *),
-held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s FROM granted),
+    UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match} AND {_BUDGET_CONDITION}
+    RETURNING *, okl_pick_account(%s::text[], %s, %s, %s, false) AS picked_account),
+held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s, granted.picked_account, %s
+    FROM granted),
 logged AS (INSERT INTO request_log ({_LOG_COLUMNS}) SELECT {_PENDING_SELECT} FROM granted)
 SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
-    set_config('synchronous_commit', 'off', true) AS async_commit
+    {ACCOUNT_STATE_SQL_POSTGRES} AS account_state, set_config('synchronous_commit', 'off', true) AS async_commit
 FROM granted""".format(p="%s") for by, match in _MATCH.items()}
 GRANT_POSTGRES = {by: ServerPrepared(sql) for by, sql in GRANT_SQL_POSTGRES.items()}
 GRANT_SQL_SQLITE = {by: (f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION} "
                          'RETURNING *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version').format(p="?")
                     for by, match in _MATCH.items()}
-INSERT_HOLD_SQL_SQLITE = f"INSERT INTO budget_hold ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+INSERT_HOLD_SQL_SQLITE = f"INSERT INTO budget_hold ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[ApiKey]:
     """One attempt at the reservation, for the key `reservation.key_id` or else the live key `key_hash`.
 
-    The key's row once granted (with `catalog_version`), None when not granted. Sets `hold_id` (and `key_id`).
+    The key's row once granted (with `catalog_version`, and `account_state`: [id, cooldown_until, last_headers,
+    last_checked_at] of each candidate account), None when not granted. Sets `hold_id`, `key_id`, `account_id`.
     With `reservation.pending`, the call's in-flight request-log row (id `hold_id`) is written with the hold.
     """
     now = time.time()
     by, match = ("hash", (key_hash, int(now))) if key_hash is not None else ("id", (reservation.key_id,))
-    amount, hold_id, owner = reservation.amount, new_id("req"), holds.owner()
+    amount, hold_id, owner, tokens = reservation.amount, new_id("req"), holds.owner(), reservation.tokens
+    candidates = list(reservation.candidates)
     pending = _pending_row(hold_id, reservation.pending)
     if is_postgres():
-        params = (amount, *match, amount, hold_id, amount, owner, now,
-                  *(value for name, value in zip(LOG_FIELDS, pending) if name != "key_id"), CATALOG_VERSION_KEY)
+        params = (amount, *match, amount, candidates, amount, tokens, now, hold_id, amount, owner, now, tokens,
+                  *(value for name, value in zip(LOG_FIELDS, pending) if name != "key_id"),
+                  CATALOG_VERSION_KEY, candidates)
         row = GRANT_POSTGRES[by].run(lambda sql: next(iter(ApiKey.raw(sql, *params)), None))
+        if row is not None:
+            row.account_state = json.loads(row.account_state or "[]")
     else:
         with database.atomic():
             rows = list(ApiKey.raw(GRANT_SQL_SQLITE[by], amount, *match, amount, CATALOG_VERSION_KEY))
             if not rows:
                 return None
             row = rows[0]
-            database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now))
+            row.picked_account = pick_account_sqlite(candidates, amount, tokens, now)
+            database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now, row.picked_account,
+                                                          tokens))
             INSERT_LOG.rowcount(hold_id, row.id, *pending[2:])
+            row.account_state = account_state(candidates)
     if row is None:
         return None
     row.catalog_version = row.catalog_version or "0"  # no admin write yet
-    reservation.key_id, reservation.hold_id = row.id, hold_id
+    reservation.key_id, reservation.hold_id, reservation.account_id = row.id, hold_id, row.picked_account
     return row
 
 
@@ -184,7 +203,31 @@ def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
     p = pending or PendingRow("", "", False, 0, None, time.time())
     # nothing charged yet: a row's cost is always what its key was charged
     return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, 0,
-            0, None, None, 0, 0, 0, p.prices)
+            0, None, None, p.request_id, 0, 0, 0, p.prices)
+
+
+RESERVE_ACCOUNT_SQL_POSTGRES = ("UPDATE budget_hold SET account_id = okl_pick_account(%s::text[], %s, %s, %s, true), "
+                                "tokens = %s WHERE id = %s RETURNING account_id")
+
+
+def reserve_account(reservation: Reservation, account_id: str) -> bool:
+    """Move the held window capacity to another account (failover, or an account tried although cooling down).
+
+    False when its window limits cannot take the worst case: the account is not to be called.
+    """
+    if reservation.hold_id is None:
+        return True
+    now, amount, tokens = time.time(), reservation.amount, reservation.tokens
+    if is_postgres():
+        row = database.execute_sql(RESERVE_ACCOUNT_SQL_POSTGRES,
+                                   ([account_id], amount, tokens, now, tokens, reservation.hold_id)).fetchone()
+        picked = row[0] if row else None
+    else:
+        with database.atomic():
+            picked = pick_account_sqlite([account_id], amount, tokens, now, cooled_ok=True)
+            BudgetHold.update(account_id=picked, tokens=tokens).where(BudgetHold.id == reservation.hold_id).execute()
+    reservation.account_id = picked
+    return picked == account_id
 
 
 @dataclass
@@ -200,6 +243,7 @@ class LogEntry:
     started: float
     response_id: Optional[str] = None
     error: Optional[str] = None
+    request_id: Optional[str] = None
     prices: Optional[str] = None  # pricing.prices_json of the prices `cost` was computed at
 
 
@@ -267,16 +311,13 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
     log_row = (row_id, entry.key_id, entry.started, entry.endpoint, entry.model, entry.account, entry.stream,
                entry.status_code, usage.input_tokens, usage.output_tokens, usage.cached_tokens, entry.cost,
                int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500],
-               usage.cache_write_tokens, usage.cache_write_1h_tokens, 0, entry.prices)
+               entry.request_id, usage.cache_write_tokens, usage.cache_write_1h_tokens, 0, entry.prices)
     settlement = Settlement(reservation.hold_id if held else None, reservation.key_id if held else None,
                             reservation.amount if held else 0, entry.cost, now, log_row)
     if held and entry.cost > reservation.amount:
-        charge = _settle_overage(settlement, entry.account)
-    else:
-        SETTLEMENTS.submit(settlement)
-        charge = entry.cost
-    note_settled(entry.account, charge, entry.usage.input_tokens + entry.usage.output_tokens, entry.started)
-    return charge
+        return _settle_overage(settlement, entry.account)
+    SETTLEMENTS.submit(settlement)
+    return entry.cost
 
 
 def _settle_overage(s: Settlement, account: Optional[str]) -> int:

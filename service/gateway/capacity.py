@@ -5,25 +5,30 @@ An account's `limits` may cap what it serves in a rolling window:
 `weekly_requests` and `five_hour_tokens` / `weekly_tokens`. What an account
 used is read from the request log (`RequestLog.account` holds its name).
 
-Routing asks `headroom(account)` for every request, so window sums are
-cached per account for a moment and topped up in-process when a request
-settles (`note_settled`, called by billing).
+Routing never reads the windows: every grant reserves the call's worst case on
+the account it picks, exactly (storage/account_windows.py). What routing
+weighs is the upstream's own rate-limit headers, shared through the account
+row: each answer's headers are written there (off the call's path, the latest
+per account), and every grant answers the candidates' rows (`learn`).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
 
 import peewee as pw
 
 from ..money import usd
+from ..storage.account_windows import MEASURES, WINDOWS
+from ..storage.account_windows import window_limit as _limit
 from ..storage.db import connected
 from ..storage.models import Account, RequestLog
 from ..storage.ratelimit import count_in_window
@@ -33,33 +38,72 @@ from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
 from .upstreams.scrub import scrub
 
-PERSIST_EVERY = 10.0  # seconds between writes of one account's headers
-CACHE_SECONDS = 2.0  # how long routing trusts a window sum read from the log
-WINDOWS = (("five_hour", 5 * 3600), ("weekly", 7 * 24 * 3600))
-MEASURES = ("usd", "requests", "tokens")
 LIMIT_NAMES = tuple(f"{window}_{measure}" for window, _ in WINDOWS for measure in MEASURES)
 HEADERS_TRUSTED_FOR = 60.0  # seconds a rate-limit reading without a reset time stays meaningful
 PROBE_PARALLELISM = 8
 PROBE_INTERVAL = 30  # seconds: an account is probed at most once in each such window, whoever asks
+log = logging.getLogger("onekeyllm.capacity")
 
 _last: dict = {}  # account id -> (observed at, rate-limit headers)
-_persisted: dict = {}
+_unwritten: dict = {}  # account id -> (observed at, headers) not yet in its row
+_persisted: dict = {}  # account id -> when this process last had them written
+_writing: set = set()  # accounts whose headers this process is writing now
+PERSIST_EVERY = 1.0  # seconds between two writes of one account's headers by one process
 _lock = threading.Lock()
 
 
 # ---------------------------------------------------------------- upstream rate-limit headers
 def remember_headers(account_id: str, headers: dict) -> None:
-    """Keep an upstream's rate-limit headers (in memory; in the account row now and then)."""
+    """Keep an upstream's rate-limit headers, here and in the account row: before the answer when they say a
+    limit is spent (no process may call the account meanwhile), else off the call's path, at most every
+    PERSIST_EVERY seconds per account and process (what every grant reads is at most that old)."""
     now = time.time()
+    spent = any(reading.get("remaining") == 0 for reading in parse_rate_limits(headers, now).values())
     with _lock:
         _last[account_id] = (now, headers)
-        due = now - _persisted.get(account_id, 0) >= PERSIST_EVERY
+        _unwritten[account_id] = (now, headers)
+        due = spent or now - _persisted.get(account_id, 0) >= PERSIST_EVERY
         if due:
             _persisted[account_id] = now
-    if due:
-        with connected():
-            Account.update(last_headers=headers, last_checked_at=int(now), healthy=True).where(
-                Account.id == account_id).execute()
+        start = due and not spent and account_id not in _writing
+        if start:
+            _writing.add(account_id)
+    if spent:
+        _write_row(account_id, now, headers)
+    elif start:
+        threading.Thread(target=_write_headers, args=(account_id,), daemon=True).start()
+
+
+def _write_row(account_id: str, observed_at: float, headers: dict) -> None:
+    with connected():
+        Account.update(last_headers=headers, last_checked_at=int(observed_at), healthy=True).where(
+            Account.id == account_id).execute()
+
+
+def _write_headers(account_id: str) -> None:
+    """Write the account's latest headers not yet written (one writer per account and process at a time)."""
+    try:
+        with _lock:
+            entry = _unwritten.pop(account_id, None)
+        if entry is not None:
+            _write_row(account_id, *entry)
+    except Exception:  # noqa: BLE001 - a later answer's headers are written again
+        log.warning("could not write an account's rate-limit headers", exc_info=True)
+    finally:
+        with _lock:
+            _writing.discard(account_id)
+
+
+def learn(account_state: list) -> None:
+    """Take what every process learned of the candidate accounts, as the grant read it from their rows:
+    [id, cooldown_until, last_headers, last_checked_at] each."""
+    for account_id, cooldown_until, headers, checked_at in account_state or ():
+        cooldowns.learn(account_id, float(cooldown_until or 0))
+        if headers and checked_at is not None:
+            entry = _last.get(account_id)
+            # the row keeps whole seconds: a reading of the same second as ours may be the later one
+            if entry is None or float(checked_at) >= int(entry[0]):
+                _last[account_id] = (float(checked_at), headers)
 
 
 def last_headers(account_id: str) -> dict:
@@ -151,10 +195,6 @@ class WindowUsage:
     def amount(self, measure: str) -> int:
         return {"usd": self.cost_nano, "requests": self.requests, "tokens": self.tokens}[measure]
 
-    def plus(self, cost_nano: int, tokens: int, at: float) -> "WindowUsage":
-        return replace(self, requests=self.requests + 1, cost_nano=self.cost_nano + cost_nano,
-                       tokens=self.tokens + tokens, oldest=at if self.oldest is None else min(self.oldest, at))
-
 
 def _integer(value) -> int:
     return int(value or 0)
@@ -187,53 +227,16 @@ def read_window_usage(account_name: str, now: Optional[float] = None) -> dict:
     return usage
 
 
-_usage_cache: dict = {}  # account name -> (read at, {window: WindowUsage})
-
-
-def cached_window_usage(account_name: str) -> dict:
-    """The account's window usage, read from the log at most every CACHE_SECONDS."""
-    now = time.time()
-    entry = _usage_cache.get(account_name)
-    if entry is not None and now - entry[0] < CACHE_SECONDS:
-        return entry[1]
-    usage = read_window_usage(account_name, now)
-    with _lock:
-        _usage_cache[account_name] = (now, usage)
-    return usage
-
-
-def note_settled(account_name: Optional[str], cost_nano: int, tokens: int, at: float) -> None:
-    """Count a request that just settled in the cached sums, so the next routing decision sees it."""
-    if not account_name:
-        return
-    with _lock:
-        entry = _usage_cache.get(account_name)
-        if entry is not None:
-            _usage_cache[account_name] = (entry[0], {w: u.plus(cost_nano, tokens, at) for w, u in entry[1].items()})
-
-
-def _limit(limits: dict, window: str, measure: str) -> Optional[int]:
-    value = (limits or {}).get(f"{window}_{measure}")
-    return None if value is None else int(value)
-
-
 def has_window_limits(limits: dict) -> bool:
     return any((limits or {}).get(name) is not None for name in LIMIT_NAMES)
 
 
 def headroom(account: AccountInfo) -> float:
-    """The fraction of the account's capacity left (1.0 when unlimited, 0 when a window or upstream limit is spent)."""
-    fractions = []
-    if has_window_limits(account.limits):
-        usage = cached_window_usage(account.name)
-        for window, _ in WINDOWS:
-            for measure in MEASURES:
-                limit = _limit(account.limits, window, measure)
-                if limit is not None:
-                    used = usage[window].amount(measure)
-                    fractions.append(0.0 if used >= limit else 1.0 - used / limit)
-    fractions += _header_fractions(account.id, time.time())
-    return min(fractions, default=1.0)
+    """The fraction of the upstream's own rate limits left (1.0 when unknown, 0 when one is spent).
+
+    Window limits are not weighed here: the grant reserves them exactly (storage/account_windows.py).
+    """
+    return min(_header_fractions(account.id, time.time()), default=1.0)
 
 
 def _resets_at(account_name: str, seconds: int, usage: WindowUsage, spent: dict, now: float) -> Optional[float]:
@@ -313,8 +316,6 @@ def capacity_view(accounts: list) -> list:
         if row is None:
             continue
         usage = read_window_usage(account.name, now)
-        with _lock:
-            _usage_cache[account.name] = (now, usage)
         views.append({
             "id": account.id, "object": "account.capacity", "name": account.name, "provider": account.provider,
             "models": list(account.models),

@@ -2,11 +2,13 @@
 
 Every reservation is a `budget_hold` row named by its owner process (host and
 pid namespace, pid, start time). A process that dies with requests in flight
-(kill -9, out of memory, power loss) leaves its holds behind; a process of the
-same host gives back the holds of owners that no longer run when it starts, and
-before it would answer a 402. Holds of other hosts are given back once they are
-older than any request lasts. Deleting the row is the claim: whoever deletes it
-(the settling request or the sweep) is the one that releases its amount.
+(kill -9, out of memory, power loss, its machine gone) leaves its holds behind.
+Every serving process keeps a lease (leases.py); an owner whose lease lapsed is
+dead wherever it ran, and any process gives its holds back at its next
+heartbeat. A process of the same host and pid namespace can tell sooner: an
+owner whose pid no longer runs is dead at once (at start, and before a 402).
+Deleting the row is the claim: whoever deletes it (the settling request or the
+sweep) is the one that releases its amount.
 
 A hold shares its id with its call's request-log row, written `IN_FLIGHT` with
 it (billing.grant): a hold given back by its own process (the call never reached
@@ -26,15 +28,16 @@ import peewee as pw
 
 from ..storage.db import database
 from ..storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+from . import leases
 from .canonical import Usage
 from .pricing import price_tokens
 
 log = logging.getLogger("onekeyllm.billing")
 
 SWEEP_INTERVAL = 30.0  # seconds between sweeps a process makes on its own (after a 402)
-FOREIGN_HOLD_MAX_AGE = 24 * 3600.0  # a hold of another host older than this belongs to no live request
 ABANDONED = 499  # the status of a call whose process stopped before it settled
 ABANDONED_NOTE = "the gateway process serving this call stopped before it settled; charged the input's estimate"
+LEASELESS_PERIODS = 2  # a hold whose owner wrote no lease is an orphan once this many lease periods old
 
 _identity: dict = {}
 _next_sweep = 0.0
@@ -70,12 +73,12 @@ def owner() -> str:
     return _identity["name"]
 
 
-def owner_runs(name: str, created_at: float, now: float) -> bool:
-    """Whether the owner of a hold may still be running (when in doubt, yes)."""
+def _runs_here(name: str) -> Optional[bool]:
+    """Whether an owner of this host and pid namespace still runs; None for an owner of another place."""
     parts = name.rsplit(":", 2)
     owner()  # this process's place, known
     if len(parts) != 3 or parts[0] != _identity["place"] or not parts[1].isdigit():
-        return now - created_at < FOREIGN_HOLD_MAX_AGE
+        return None
     pid, ticks = int(parts[1]), parts[2]
     if pid == os.getpid():
         return name == owner()
@@ -89,6 +92,23 @@ def owner_runs(name: str, created_at: float, now: float) -> bool:
     except OSError:  # it exists, it is just not ours to signal
         return True
     return True
+
+
+def owner_runs(name: str, created_at: float, now: float, lease_expires: Optional[float] = None) -> bool:
+    """Whether the owner of a hold may still be running (when in doubt, yes).
+
+    `lease_expires`: when the owner's lease lapses (None: it has no lease row). A lapsed lease is a dead
+    owner wherever it ran; an owner of this place whose pid is gone is dead before its lease lapses.
+    """
+    here = _runs_here(name)
+    if here is False:
+        return False
+    if lease_expires is not None:
+        return lease_expires > now
+    if here:
+        return True
+    # every serving process writes its lease before its first hold: none after a while, none renews it
+    return now - created_at < LEASELESS_PERIODS * leases.period()
 
 
 def give_back(hold_id: str, key_id: Optional[str] = None, amount: Optional[int] = None) -> int:
@@ -138,15 +158,26 @@ def reclaim_orphaned_holds() -> int:
     how many (0 if the database said no)."""
     now = time.time()
     try:
-        orphans = [hold.id for hold in BudgetHold.select(BudgetHold.id, BudgetHold.owner, BudgetHold.created_at)
-                   if not owner_runs(hold.owner, hold.created_at, now)]
+        held = list(BudgetHold.select(BudgetHold.id, BudgetHold.owner, BudgetHold.created_at).tuples())
+        owners = {name for _, name, _ in held}
+        expiries = leases.expiries(owners)
+        orphans = [hold_id for hold_id, name, created_at in held
+                   if not owner_runs(name, created_at, now, expiries.get(name))]
         released = sum(1 for hold_id in orphans if settle_abandoned(hold_id))
+        leases.forget_lapsed(now, keep=owners)
     except pw.DatabaseError:  # a busy database: the next sweep will do it; never fail a start or a request
         log.warning("could not give back budget holds now", exc_info=True)
         return 0
     if released:
         log.warning("gave back %d budget holds of stopped processes", released)
     return released
+
+
+def give_back_own_holds() -> int:
+    """Give back every hold this process still has (a stop, once its calls are ended), settling their calls'
+    rows as abandoned (status 499); how many."""
+    mine = [hold_id for (hold_id,) in BudgetHold.select(BudgetHold.id).where(BudgetHold.owner == owner()).tuples()]
+    return sum(1 for hold_id in mine if settle_abandoned(hold_id))
 
 
 def sweep_if_due() -> int:

@@ -14,12 +14,13 @@ from typing import Callable, Iterator, Optional
 from ..api_error import ApiError
 from ..config import Settings
 from ..ids import new_id
+from ..observability.calls import CallTrace
 from ..storage.db import connected
 from ..storage.models import Account, ApiKey
 from ..storage.ratelimit import count_in_window
 from . import billing, threads
 from .canonical import RenderContext, Request, Response, ResponseBuilder, TextPart, ToolCallPart, Usage, response_events
-from .capacity import headroom
+from .capacity import has_window_limits, headroom, learn
 from .catalog import AccountInfo, ModelInfo, latest, snapshot
 from .codecs import CodecError, anthropic, opaque_reasoning, openai_chat, openai_responses
 from .file_parts import resolve_file_parts
@@ -55,6 +56,7 @@ class Call:
     query: str = ""
     key_hash: Optional[str] = None  # what the key is stored under: the grant finds it by this
     authenticate: Optional[Callable[[], ApiKey]] = None  # reads and checks the key (401s)
+    trace: CallTrace = field(default_factory=CallTrace)  # request id and timings, for headers, metrics and logs
 
     def ensure_key(self) -> ApiKey:
         """The caller's key row, read and checked (401) where it is needed before the grant."""
@@ -89,6 +91,7 @@ class Turn:
     thread: Optional[threads.Thread] = None  # Responses only: the gateway's state for this call
     account: Optional[AccountInfo] = None
     settled: bool = False
+    candidates: list = field(default_factory=list)  # the accounts to try, as known before the grant
 
 
 def handle(call: Call) -> Answer:
@@ -102,11 +105,14 @@ def handle(call: Call) -> Answer:
     try:
         return _dispatch(turn, accounts)
     except BaseException as error:
-        if not turn.settled and turn.account is not None:  # it may have reached the upstream: its row stays
-            _settle(turn, 500, Usage(), error=f"the gateway failed: {type(error).__name__}")
-        elif not turn.settled:
-            with connected():
-                billing.release(turn.reservation)
+        if not turn.settled:
+            if turn.account is not None and not isinstance(error, Exception):  # ended by a stop mid-call
+                _settle(turn, CLIENT_CLOSED, Usage(), error="The gateway stopped before the upstream answered.")
+            elif turn.account is not None:  # the gateway's own failure once its upstream was chosen: the row stays
+                _settle(turn, 500, Usage(), error=f"the gateway failed: {type(error).__name__}")
+            else:
+                with connected():
+                    billing.release(turn.reservation)
         raise
 
 
@@ -139,8 +145,9 @@ def _prepare(call: Call, again: bool = False) -> tuple:
     checked = call.key is not None
     if checked:
         _check_key(call.key, request.model, count=not again)
-    turn = _start_turn(call, request, snap.models[request.model], thread)
+    turn = _start_turn(call, request, snap.models[request.model], thread, accounts)
     granted = _reserve(turn)
+    learn(granted.account_state)
     try:
         if not checked:
             _check_key(granted, request.model)
@@ -192,7 +199,8 @@ def _check_rpm(key: ApiKey) -> None:
                            code="rate_limit_exceeded", headers={"retry-after": str(retry_after)})
 
 
-def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional[threads.Thread]) -> Turn:
+def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional[threads.Thread],
+                accounts: list) -> Turn:
     prefix, sep = ID_PREFIXES[call.inbound]
     if thread is not None:
         thread.prepend_history(request)
@@ -204,7 +212,8 @@ def _start_turn(call: Call, request: Request, model: ModelInfo, thread: Optional
                         if isinstance(call.body.get("stream_options"), dict) else False)
     turn = Turn(call=call, request=request, model=model, ctx=ctx, input_estimate=estimate_request(request),
                 started=time.time(), thread=thread, input_bound=bound_request(request, model.context_window),
-                requested_output=request.max_output_tokens)
+                requested_output=request.max_output_tokens, candidates=opaque_reasoning.same_provider_first(
+                    order_accounts(accounts, headroom=headroom), request.messages))
     _plan(turn)
     return turn
 
@@ -220,12 +229,12 @@ def _plan(turn: Turn) -> None:
                                                     turn.requested_output, asks_for_caching(call.body))
     except billing.BudgetExhausted:
         raise _budget_exhausted() from None
+    turn.reservation.candidates = tuple(account.id for account in turn.candidates)  # the grant picks one
     request.max_output_tokens = turn.reservation.max_output_tokens
     turn.watch = OutputWatch(request.max_output_tokens)
-    prices = prices_of(turn.model)
-    turn.prices = prices_json(prices)
+    turn.prices = prices_json(prices_of(turn.model))
     turn.reservation.pending = billing.PendingRow(call.endpoint, request.model, request.stream, turn.input_estimate,
-                                                  turn.prices, turn.started)
+                                                  turn.prices, turn.started, call.trace.request_id or None)
 
 
 # ---------------------------------------------------------------- routing and failover
@@ -233,10 +242,27 @@ def _timeouts(settings: Settings) -> Timeouts:
     return Timeouts(connect=settings.upstream_connect_timeout, read=settings.upstream_timeout)
 
 
+def _route(turn: Turn, accounts: list) -> Iterator[AccountInfo]:
+    """The accounts to try: the one the grant picked first, then the others in order (cooldowns as the grant
+    read them), each only once the hold is moved onto it (its window limits checked: failover only)."""
+    reservation = turn.reservation
+    ordered = opaque_reasoning.same_provider_first(order_accounts(accounts, headroom=headroom),
+                                                   turn.request.messages)
+    picked = reservation.account_id
+    if picked is not None:
+        ordered.sort(key=lambda account: account.id != picked)
+    for account in ordered:
+        if account.id != reservation.account_id and (reservation.account_id is not None
+                                                      or has_window_limits(account.limits)):
+            with connected():
+                if not billing.reserve_account(reservation, account.id):
+                    continue
+        yield account
+
+
 def _dispatch(turn: Turn, accounts: list) -> Answer:
     failures: list = []
-    ordered = order_accounts(accounts, headroom=headroom)
-    for account in opaque_reasoning.same_provider_first(ordered, turn.request.messages):
+    for account in _route(turn, accounts):
         turn.account = account
         upstream = upstream_for(account, _timeouts(turn.call.settings))
         if upstream.provider == "echo":
@@ -247,8 +273,9 @@ def _dispatch(turn: Turn, accounts: list) -> Answer:
         apply_cap(body, upstream.wire_name, account, turn.request.max_output_tokens)
         headers = turn.call.forward_headers if upstream.provider == "anthropic" and passthrough else None
         try:
-            answer = upstream.send(body, stream=turn.request.stream, headers=headers,
-                                   query=turn.call.query if passthrough else "")
+            with turn.call.trace.upstream():
+                answer = upstream.send(body, stream=turn.request.stream, headers=headers,
+                                       query=turn.call.query if passthrough else "")
         except UpstreamError as error:
             _note_failure(account, error)
             if error.retryable:
@@ -301,6 +328,9 @@ def _note_stream_failure(turn: Turn, error: Exception) -> None:
 
 
 def _note_success(account: AccountInfo, rate_limits: dict) -> None:
+    if cooldowns.is_cool(account.id):  # tried while cooling down, and it answered: it is back for everyone
+        with connected():
+            Account.update(cooldown_until=0).where(Account.id == account.id).execute()
     cooldowns.clear(account.id)
     if rate_limits:
         from .capacity import remember_headers
@@ -358,9 +388,11 @@ def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = Non
         key_id=turn.call.key.id, endpoint=turn.call.endpoint, model=turn.request.model,
         account=turn.account.name if turn.account else None, stream=turn.request.stream, status_code=status,
         usage=usage, cost=billing.price_usage(turn.model, usage), started=turn.started,
-        response_id=response_id, error=error, prices=turn.prices)
+        response_id=response_id, error=error, request_id=turn.call.trace.request_id or None, prices=turn.prices)
     with connected():
-        return billing.settle(turn.reservation, entry)
+        charged = billing.settle(turn.reservation, entry)
+    turn.call.trace.settled(entry, charged)
+    return charged
 
 
 def _store(turn: Turn, body: dict, response: Response) -> None:
@@ -381,7 +413,8 @@ def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
 
 def _complete(turn: Turn, upstream, answer, passthrough: bool) -> Answer:
     try:
-        raw = answer.json()
+        with turn.call.trace.upstream():
+            raw = answer.json()
         response = upstream.wire.parse_response(raw)
     except (UpstreamError, CodecError) as error:
         message = getattr(error, "message", str(error))
@@ -473,6 +506,7 @@ def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
             if batch is None:
                 yield KEEPALIVE
                 continue
+            turn.call.trace.first_token()
             if watch.passes(batch):  # an upstream generating past the cap: it ends here, with a length stop
                 batch = watch.ending()
             for event in batch:
@@ -543,6 +577,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
             if batch is None:
                 yield KEEPALIVE
                 continue
+            turn.call.trace.first_token()
             for name, data in batch:
                 if adopt_id:
                     adopt_id = False

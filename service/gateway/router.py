@@ -13,7 +13,8 @@ COOLDOWN_MAX = 300.0
 
 
 class Cooldowns:
-    """Per-process memory of failed accounts (also written to the account row for the capacity view)."""
+    """Failed accounts until when: written to the account row, and learned back from it at every grant, so
+    that every process routes around an account any of them cooled down."""
 
     def __init__(self):
         self._until: dict = {}
@@ -24,6 +25,14 @@ class Cooldowns:
         with self._lock:
             self._until[account_id] = until
         return until
+
+    def learn(self, account_id: str, until: float) -> None:
+        """What the account's row says (written by any process): the shared cooldown replaces this one's."""
+        with self._lock:
+            if until > time.time():
+                self._until[account_id] = until
+            else:
+                self._until.pop(account_id, None)
 
     def clear(self, account_id: str) -> None:
         if account_id in self._until:

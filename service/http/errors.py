@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Optional
 
 import peewee as pw
@@ -11,6 +10,7 @@ from playhouse.pool import MaxConnectionsExceeded
 from werkzeug.exceptions import HTTPException
 
 from ..api_error import ApiError
+from .access import current_trace
 
 log = logging.getLogger("onekeyllm")
 
@@ -123,7 +123,7 @@ def handle_unexpected(error: BaseException) -> Response:
     """Anything else: logged with a request id, answered 500 without internals."""
     if is_nul_in_text(error):
         return render_error(400, "Text in the request must not contain NUL (\\u0000) characters.")
-    request_id = "req_" + uuid.uuid4().hex[:16]
+    request_id = current_trace().request_id
     log.error("unhandled error %s on %s %s", request_id, request.method, request.path,
               exc_info=(type(error), error, error.__traceback__))
     return render_error(500, f"Internal error (request id {request_id}).",

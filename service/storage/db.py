@@ -86,6 +86,7 @@ class Checkpointer:
     def __init__(self) -> None:
         self.path: Optional[str] = None
         self.runs = 0  # checkpoints done, for diagnostics
+        self.stopped = False
 
     def start(self, path: str) -> None:
         if self.path is not None or path == ":memory:":
@@ -102,8 +103,10 @@ class Checkpointer:
 
         pool = gevent.get_hub().threadpool
         connection = None
-        while True:
+        while not self.stopped:
             gevent.sleep(CHECKPOINT_SECONDS)
+            if self.stopped:
+                break
             try:
                 if connection is None:
                     connection = pool.apply(sqlite3.connect, (self.path,), {"check_same_thread": False,
@@ -113,6 +116,12 @@ class Checkpointer:
             except Exception:  # noqa: BLE001 - the commits' own checkpoints still bound the WAL
                 log.warning("could not checkpoint the SQLite WAL", exc_info=True)
                 connection = None
+        if connection is not None:
+            pool.apply(connection.close)
+
+    def stop(self) -> None:
+        """Checkpoint no more (a stopping process): its thread is left with nothing to wait for."""
+        self.stopped = True
 
 
 CHECKPOINTER = Checkpointer()
@@ -211,3 +220,21 @@ def connected():
     finally:
         if opened and not database.is_closed():
             database.close()
+
+
+def check_database() -> None:
+    """Raise unless the database answers now: a `SELECT 1` on PostgreSQL; on SQLite a fresh read-only look at
+    the file (a pooled connection would answer from the file it opened, even once that is gone)."""
+    db = database.obj
+    if isinstance(db, pw.SqliteDatabase) and db.database != ":memory:":
+        import sqlite3
+        from urllib.parse import quote
+
+        probe = sqlite3.connect(f"file:{quote(db.database)}?mode=ro", uri=True, timeout=1)
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            probe.close()
+        return
+    with connected():
+        database.execute_sql("SELECT 1")

@@ -79,7 +79,34 @@ def m008_console_sessions(db) -> None:
     roll_up()  # the log's past days, once, at the upgrade rather than in the first summary asked for
 
 
-def m009_money(db) -> None:
+def m009_fleet(db) -> None:
+    """Process leases; the account a budget hold also reserves window capacity on (with its worst-case
+    tokens); the request-log index the account windows are summed by; on PostgreSQL, the function the
+    grant picks and reserves an account with (storage/account_windows.py)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+    from playhouse.migrate import migrate as apply
+
+    db.create_tables(m.TABLES_V6, safe=True)
+    present = {column.name for column in db.get_columns("budget_hold")}
+    migrator = PostgresqlMigrator(db) if is_postgres() else SqliteMigrator(db)
+    steps = [migrator.add_column("budget_hold", name, field) for name, field in (
+        ("account_id", m.pw.CharField(max_length=40, null=True)),
+        ("tokens", m.pw.BigIntegerField(null=True))) if name not in present]
+    apply(*steps)
+    db.execute_sql("CREATE INDEX IF NOT EXISTS request_log_account_created_at ON request_log (account, created_at)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS budget_hold_account_id ON budget_hold (account_id)")
+    if is_postgres():
+        from .account_windows import PICK_ACCOUNT_FUNCTION_SQL
+
+        db.execute_sql(PICK_ACCOUNT_FUNCTION_SQL)
+
+
+def m010_request_id(db) -> None:
+    """The request log names each call's `x-request-id`."""
+    _add_column(db, "request_log", "request_id", m.RequestLog.request_id)
+
+
+def m011_money(db) -> None:
     """Exact charges: cache-write prices, each row's cache writes, overage and prices, accounts' `compat`."""
     for model, name in [(m.CatalogModel, "cache_write_nano_per_mtok"), (m.CatalogModel, "cache_write_1h_nano_per_mtok"),
                         (m.Account, "compat"), (m.RequestLog, "cache_write_tokens"),
@@ -90,7 +117,7 @@ def m009_money(db) -> None:
 
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
               m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids,
-              m008_console_sessions, m009_money]
+              m008_console_sessions, m009_fleet, m010_request_id, m011_money]
 
 
 def schema_version() -> int:

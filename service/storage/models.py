@@ -124,6 +124,7 @@ class RequestLog(BaseModel):
     latency_ms = pw.IntegerField(default=0)
     response_id = pw.CharField(max_length=80, null=True)
     error = pw.TextField(null=True)
+    request_id = pw.CharField(max_length=128, null=True)  # the answer's x-request-id (m006)
     # the database's own default too: rows written by other statements than billing's need not name them
     cache_write_tokens = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # of input_tokens (5 m, 1 h)
     cache_write_1h_tokens = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])  # of those, 1-hour writes
@@ -220,6 +221,8 @@ class BudgetHold(BaseModel):
     amount_nano = pw.BigIntegerField()
     owner = pw.CharField(max_length=300)
     created_at = pw.DoubleField()
+    account_id = pw.CharField(max_length=40, null=True)  # the account whose window capacity it also holds
+    tokens = pw.BigIntegerField(null=True)  # the worst-case tokens it holds on that account
 
     class Meta:
         table_name = "budget_hold"
@@ -238,6 +241,17 @@ class UserAllowance(BaseModel):
 
     class Meta:
         table_name = "user_allowance"
+
+
+class ProcessLease(BaseModel):
+    """A running gateway process, renewed while it runs: a lapsed lease is a dead owner (gateway/leases.py)."""
+
+    owner = pw.CharField(primary_key=True, max_length=300)  # the name on its budget holds (holds.owner)
+    started_at = pw.DoubleField()
+    expires_at = pw.DoubleField()
+
+    class Meta:
+        table_name = "process_lease"
 
 
 TABLES_V1 = [Setting, Account, CatalogModel, ApiKey]
@@ -283,5 +297,6 @@ class UsageDaily(BaseModel):
 
 
 TABLES_CONSOLE = [ConsoleSession, UsageDaily]
+TABLES_V6 = [ProcessLease]
 
 IN_FLIGHT = 0  # request_log.status_code of a call not settled yet

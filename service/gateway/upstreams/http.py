@@ -8,6 +8,7 @@ response wrapper) cost more CPU than the call itself — 1.2–1.5 ms against
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -64,25 +65,36 @@ class Timeouts:
     read: float
 
 
+MAX_RETRY_AFTER = 3600.0  # an upstream's retry-after past an hour is taken as an hour
+
+
+def _seconds(value: str, scale: float = 1.0) -> Optional[float]:
+    """A retry-after number as seconds; None for what is not a finite, non-negative number (`nan`, `1e999`)."""
+    try:
+        seconds = float(value) * scale
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return min(seconds, MAX_RETRY_AFTER) if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def _retry_after(headers) -> Optional[float]:
+    """The wait an upstream asked for (`retry-after-ms`, `retry-after` in seconds or as an HTTP date), if sane."""
     value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
+    seconds = _seconds(value, 0.001) if value else None
+    if seconds is not None:
+        return seconds
     value = headers.get("retry-after")
     if not value:
         return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
-        return float(value)
-    except ValueError:
-        try:
-            import time
+        import time
 
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+        return min(MAX_RETRY_AFTER, max(0.0, parsedate_to_datetime(value).timestamp() - time.time()))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _error_message(response: urllib3.BaseHTTPResponse, credentials: tuple) -> tuple[str, Optional[str]]:

@@ -7,7 +7,6 @@ into a temporary file that is renamed into place once complete.
 """
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import stat
@@ -15,16 +14,10 @@ from contextlib import contextmanager
 from typing import BinaryIO, Iterable, Iterator
 
 from ...api_error import ApiError
-
-log = logging.getLogger("onekeyllm.files")
+from .store import content_missing, too_large
+from .store import unavailable as _unavailable
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-
-
-def _unavailable(error: OSError) -> ApiError:
-    log.warning("file repository unavailable: %s", error)
-    return ApiError(503, "The file repository is unavailable.", type="service_unavailable",
-                    code="repository_unavailable")
 
 
 def _outside(segment: str) -> ApiError:
@@ -70,7 +63,7 @@ class LocalFileStore:
             try:
                 return os.fdopen(os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder), "rb")
             except FileNotFoundError:
-                raise ApiError(404, "The file's content is missing from the repository.") from None
+                raise content_missing() from None
             except OSError as error:
                 raise _unavailable(error) from None
 
@@ -87,6 +80,16 @@ class LocalFileStore:
             pass
         except OSError as error:
             raise _unavailable(error) from None
+
+    def check(self) -> None:
+        """The root is there (made if need be) and a directory this process may write in."""
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            usable = stat.S_ISDIR(os.stat(self.root).st_mode) and os.access(self.root, os.W_OK | os.X_OK)
+        except OSError as error:
+            raise _unavailable(error) from None
+        if not usable:
+            raise _unavailable(f"{self.root} is not a writable directory")
 
     @contextmanager
     def _directory(self, key_id: str, folders: list[str], create: bool) -> Iterator[int]:
@@ -109,7 +112,7 @@ class LocalFileStore:
                 try:
                     inner = os.open(folder, DIRECTORY_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
-                    raise ApiError(404, "The file's content is missing from the repository.") from None
+                    raise content_missing() from None
                 except OSError:  # ELOOP (a link) or ENOTDIR (a file)
                     raise _outside(folder) from None
                 os.close(fd)
@@ -136,7 +139,6 @@ def _copy(chunks: Iterable[bytes], fd: int, max_bytes: int) -> int:
         for chunk in chunks:
             size += len(chunk)
             if size > max_bytes:
-                raise ApiError(413, f"The file is larger than the limit of {max_bytes} bytes.",
-                               code="file_too_large")
+                raise too_large(max_bytes)
             out.write(chunk)
     return size

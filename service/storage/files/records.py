@@ -79,8 +79,12 @@ def store_upload(repository: FileStore, key_id: str, stream: BinaryIO, filename:
     segments = [UPLOADS, file_id]
     size = repository.write(key_id, segments, read_chunks(stream), max_bytes)
     name = os.path.basename((filename or "").replace("\\", "/"))[:MAX_NAME_BYTES] or "upload"
-    return StoredFile.create(id=file_id, key_id=key_id, filename=name, path="/".join(segments), purpose=purpose,
-                             bytes=size, content_type=_content_type(content_type))
+    try:
+        return StoredFile.create(id=file_id, key_id=key_id, filename=name, path="/".join(segments),
+                                 purpose=purpose, bytes=size, content_type=_content_type(content_type))
+    except Exception:  # no row, no bytes: nothing would ever name them again
+        repository.remove(key_id, segments)
+        raise
 
 
 def store_at_path(repository: FileStore, key_id: str, path: str, stream: BinaryIO,
@@ -116,7 +120,7 @@ def open_content(repository: FileStore, row: StoredFile) -> BinaryIO:
 
 
 def delete_file(repository: FileStore, row: StoredFile) -> dict:
-    """Remove a file from disk and from the table; the deleted object."""
+    """Remove a file from the store and from the table; the deleted object."""
     repository.remove(row.key_id, row.path.split("/"))
     StoredFile.delete().where(StoredFile.id == row.id).execute()
     return {"id": row.id, "object": "file", "deleted": True}

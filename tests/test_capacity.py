@@ -78,9 +78,10 @@ def test_a_spent_account_stops_being_chosen_and_the_other_takes_the_traffic(serv
     assert roomy_window["exhausted"] is False
 
 
-# each limit fits one request's worst case (about 33 tokens, $0.000033), not a second one beside the first's usage
-@pytest.mark.parametrize("limits", [{"five_hour_usd": "0.00004"}, {"weekly_requests": 1},
-                                    {"five_hour_tokens": 40}], ids=["usd", "requests", "tokens"])
+# each limit fits one request's worst case (60 tokens: the input's bound of 40 and 20 output, $0.00006), not a
+# second one beside the first's usage (about 15 tokens)
+@pytest.mark.parametrize("limits", [{"five_hour_usd": "0.00007"}, {"weekly_requests": 1},
+                                    {"five_hour_tokens": 70}], ids=["usd", "requests", "tokens"])
 def test_when_every_account_is_exhausted_the_answer_is_503(server, upstream, limits):
     model = unique("cap-lonely")
     server.create_model(model, input_usd_per_mtok="1", output_usd_per_mtok="1")

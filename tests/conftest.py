@@ -140,18 +140,20 @@ def server_env(database_url: str, admin_token: str, tmp_dir: Path, extra: dict |
     return env
 
 
-def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30,
+                  probe: str = "/v1/ping") -> None:
+    """Wait until `url + probe` answers 200; the server's log in the error when it exits or never does."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
         try:
-            if requests.get(url + "/v1/ping", timeout=1).status_code == 200:
+            if requests.get(url + probe, timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
+    raise RuntimeError(f"server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
 
 
 def start_server(tmp_dir: Path, *, name: str = "gw", command: list | None = None, extra_env: dict | None = None,

@@ -140,6 +140,9 @@ def test_killing_an_instances_namespace_mid_call_gives_its_holds_back(pair, upst
         money = ledger(a.database_url, key["id"])
         assert money["reserved"] == 0, "the killed instance's hold is still held after 60 s"
         assert waited < 4 * float(LEASE_SECONDS)  # one lease period and a heartbeat, not a day
+        rows = requests.get(a.v1 + "/usage/requests", headers={"Authorization": f"Bearer {key['key']}"},
+                            timeout=10).json()["data"]
+        assert [row["status_code"] for row in rows] == [499], rows  # its in-flight row, settled by another process
         assert chat(a.url, key["key"], priced_model(a, upstream, "ok")).status_code == 200
     finally:
         victim.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import anthropic
 import openai
 import pytest
 import requests
-from conftest import free_port
+from conftest import free_port, wait_until_up
 
 LLAMA_PYTHON = os.environ.get("ONEKEYLLM_LLAMA_PYTHON", "")
 CAP = 16
@@ -53,20 +52,12 @@ def llama(tmp_path_factory):
              "--chat_format", "gemma", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
              "--n_threads", "2", "--seed", "7"],
             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process, log_path, timeout=120, probe="/v1/models")
+    except RuntimeError:
+        process.kill()
+        raise
     base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"llama.cpp's server exited:\n{log_path.read_text(errors='replace')[-3000:]}")
-        try:
-            if requests.get(base_url + "/models", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.time() > deadline:
-            process.kill()
-            raise RuntimeError(f"llama.cpp's server did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
     yield base_url
     process.terminate()
     try:

@@ -50,17 +50,27 @@ class StatementCounter:
 
     def __init__(self, db) -> None:
         self.statements: Counter = Counter()
+        self.seconds: Counter = Counter()  # statement -> wall seconds in it (the database's own work, mostly)
         self.commits = 0
         self.connects = 0
         execute_sql, commit, connect = db.execute_sql, db.commit, db._connect
 
         def counted_execute(sql, params=None, *args, **kwargs):
-            self.statements[" ".join(str(sql).split())[:110]] += 1
-            return execute_sql(sql, params, *args, **kwargs)
+            name = " ".join(str(sql).split())[:110]
+            self.statements[name] += 1
+            started = time.perf_counter()
+            try:
+                return execute_sql(sql, params, *args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - started
 
         def counted_commit(*args, **kwargs):
             self.commits += 1
-            return commit(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return commit(*args, **kwargs)
+            finally:
+                self.seconds["(commit)"] += time.perf_counter() - started
 
         def counted_connect(*args, **kwargs):
             self.connects += 1
@@ -70,6 +80,7 @@ class StatementCounter:
 
     def reset(self) -> None:
         self.statements.clear()
+        self.seconds.clear()
         self.commits = self.connects = 0
 
 
@@ -201,19 +212,22 @@ def main() -> int:
             headers = _headers(scenario, key)
             for _ in range(30):
                 one_request(client, scenario, headers)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             for _ in range(n):
                 one_request(client, scenario, headers)
             wall = (time.perf_counter() - started) / n
+            cpu = (time.process_time() - cpu_started) / n
             counter.reset()
             for _ in range(n):
                 one_request(client, scenario, headers)
             statements = sum(counter.statements.values()) / n
             print(f"{scenario.name} ({scenario.label.format(chunks=args.chunks)}): {wall * 1e6:,.0f} µs per request "
-                  f"(wall, upstream included); {statements:.1f} SQL statements, {counter.commits / n:.1f} commits, "
+                  f"(wall, upstream included), {cpu * 1e6:,.0f} µs CPU of this process (the test client's "
+                  f"included); {statements:.1f} SQL statements, {counter.commits / n:.1f} commits, "
                   f"{counter.connects / n:.2f} pool check-outs per request")
             for sql, count in counter.statements.most_common():
-                print(f"    {count / n:4.1f}×  {sql}")
+                print(f"    {count / n:4.1f}×  {counter.seconds[sql] / n * 1e6:6.1f} µs  {sql}")
+            print(f"          {counter.seconds['(commit)'] / n * 1e6:6.1f} µs  (the commits)")
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(n):

@@ -88,9 +88,12 @@ def build_app(config: Optional[dict] = None) -> Flask:
         "extra_plugins": [ErrorResponsesPlugin()]})
     errors.register_error_handlers(app)
     install_headers(app, settings.cors_origins)
+    from .api.gateway_wsgi import lean_gateway
     from .http.draining import track
 
-    app.wsgi_app = track(app.wsgi_app)  # a stop knows which requests are in flight (http/draining.py)
+    # the gateway calls are served before Flask's request machinery (api/gateway_wsgi.py); a stop knows which
+    # requests are in flight (http/draining.py)
+    app.wsgi_app = track(lean_gateway(app.wsgi_app, app.extensions["onekeyllm"]))
     if settings.trusted_proxies:
         # the client's address as the last `trusted_proxies` proxies saw it (per-IP limits), never more
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -59,25 +59,29 @@ def _secrets() -> Secrets:
 
 def bearer_token(allow_x_api_key: bool = False) -> Optional[str]:
     """The credential the client sent, or None."""
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer " and header[7:].strip():
-        return header[7:].strip()
-    if allow_x_api_key:
-        value = request.headers.get("x-api-key", "").strip()
-        return value or None
+    return credential_of(request.headers.get("Authorization", ""),
+                         request.headers.get("x-api-key", "") if allow_x_api_key else None)
+
+
+def credential_of(authorization: str, x_api_key: Optional[str] = None) -> Optional[str]:
+    """The credential in an `Authorization: Bearer` header, else (where it is taken) in `x-api-key`; or None."""
+    if authorization[:7].lower() == "bearer " and authorization[7:].strip():
+        return authorization[7:].strip()
+    if x_api_key is not None:
+        return x_api_key.strip() or None
     return None
 
 
-def key_digest(value: str) -> Optional[str]:
+def key_digest(value: str, pepper: Optional[bytes] = None) -> Optional[str]:
     """The keyed hash a plaintext key is stored under; None for what cannot be one of our keys."""
     if not value.startswith(KEY_PREFIX) or len(value) > 200:
         return None
-    return hash_secret(_secrets().pepper, value)
+    return hash_secret(pepper if pepper is not None else _secrets().pepper, value)
 
 
-def find_key(value: str) -> Optional[ApiKey]:
+def find_key(value: str, pepper: Optional[bytes] = None) -> Optional[ApiKey]:
     """The key row for a plaintext key, compared by keyed hash in constant time."""
-    digest = key_digest(value)
+    digest = key_digest(value, pepper)
     if digest is None:
         return None
     row = KEY_BY_HASH.first(ApiKey, CATALOG_VERSION_KEY, digest)
@@ -87,18 +91,18 @@ def find_key(value: str) -> Optional[ApiKey]:
     return row
 
 
-def key_credential() -> str:
-    """The key the caller sent (401 when none); /v1/messages also takes it from `x-api-key`."""
-    value = bearer_token(allow_x_api_key=request.path.startswith("/v1/messages"))
+def key_credential(authorization: str, x_api_key: Optional[str] = None) -> str:
+    """The key the caller sent (401 when none); /v1/messages also takes it from `x-api-key` (pass it)."""
+    value = credential_of(authorization, x_api_key)
     if not value:
         raise ApiError(401, "Missing API key: send `Authorization: Bearer sk-lazytech-…`.",
                        code="missing_api_key")
     return value
 
 
-def authenticate(value: str) -> ApiKey:
+def authenticate(value: str, pepper: Optional[bytes] = None) -> ApiKey:
     """The live key row for a plaintext key (401 when unknown, revoked, disabled or expired)."""
-    row = find_key(value)
+    row = find_key(value, pepper)
     if row is None or row.revoked:
         raise ApiError(401, "Invalid API key.", code="invalid_api_key")
     if row.disabled:
@@ -113,7 +117,9 @@ def require_key() -> ApiKey:
     cached = g.get("api_key")
     if cached is not None:
         return cached
-    row = authenticate(key_credential())
+    row = authenticate(key_credential(request.headers.get("Authorization", ""),
+                                      request.headers.get("x-api-key", "") if request.path.startswith("/v1/messages")
+                                      else None))
     g.api_key = row
     return row
 

@@ -2,8 +2,9 @@
 from flask.views import MethodView
 
 from .blueprint import Blueprint
-from .gateway_http import request_body_doc, run
+from .gateway_http import request_body_doc
 from .gateway_schemas import ChatCompletionSchema, ChatRequestSchema
+from .gateway_wsgi import flask_view
 
 blp = Blueprint("chat", __name__, url_prefix="/v1", description="OpenAI Chat Completions")
 
@@ -13,4 +14,4 @@ class ChatCompletions(MethodView):
     @blp.doc(**request_body_doc(ChatRequestSchema, ChatCompletionSchema))
     def post(self):
         """Create a chat completion (SSE when `stream` is true)."""
-        return run("chat")
+        return flask_view("chat")

@@ -1,14 +1,15 @@
-"""The HTTP edge of the gateway routes: JSON bodies in, pipeline answers out."""
+"""The gateway routes' work between HTTP and the pipeline: the body read and checked, the key found, the call
+made. Served without Flask (api/gateway_wsgi.py); the Flask views of the same routes are what the OpenAPI
+document is made from."""
 from __future__ import annotations
-
-from flask import Response, current_app, jsonify, request
 
 from ..accounts.auth import authenticate, key_credential, key_digest
 from ..api_error import ApiError
 from ..gateway.pipeline import Answer, Call, handle
-from ..http.access import current_trace
 from ..http.body_types import BodyTypeError
-from ..http.request_guard import NotStrictJson, body_is_small, request_body, strict_json
+from ..http.inbound import Inbound
+from ..http.request_guard import NotStrictJson, check_url, strict_json
+from ..observability.calls import CallTrace
 from ..storage.db import connected
 from .gateway_schemas import check_request
 from .openapi import GATEWAY_ERRORS, error_ref, json_object_response
@@ -19,10 +20,9 @@ FORWARDED = ("anthropic-version", "anthropic-beta")
 CONNECTION_PER_PHASE = frozenset({"/v1/chat/completions", "/v1/responses", "/v1/messages"})
 
 
-def json_body(inbound: str) -> dict:
-    """The request body as a JSON object whose declared fields have their types and bounds (400 otherwise,
-    naming the field), whatever the declared content type."""
-    raw = request_body()
+def json_body(inbound: str, raw: bytes) -> dict:
+    """The request body `raw` as a JSON object whose declared fields have their types and bounds (400
+    otherwise, naming the field), whatever the declared content type."""
     if not raw:
         raise ApiError(400, "The request body is empty: send a JSON object.")
     try:
@@ -42,49 +42,39 @@ def json_body(inbound: str) -> dict:
     return body
 
 
-def to_response(answer: Answer) -> Response:
-    """A Flask response for a pipeline answer (streamed bodies are passed through unbuffered)."""
-    if answer.stream is not None:
-        return Response(answer.stream, status=answer.status, headers=answer.headers, direct_passthrough=True)
-    response = jsonify(answer.body)
-    response.status_code = answer.status
-    for name, value in answer.headers.items():
-        response.headers[name] = value
-    return response
-
-
-def run(inbound: str) -> Response:
-    """Serve one gateway call in the `inbound` format for the calling key.
+def run(inbound: str, req: Inbound, state, trace: CallTrace) -> Answer:
+    """Serve one gateway call in the `inbound` format for the calling key: the pipeline's answer, or ApiError.
 
     A small body's key is not read here: the pipeline's grant finds and checks it by its hash (see
     pipeline._prepare); it is read first only where something has to be refused, so that a bad key is always
     the answer. A large (or chunked) body is read only once its key is known to be live.
     """
-    credential = key_credential()
-    key_hash = key_digest(credential)
+    check_url(req.path, req.query_string)
+    credential = key_credential(req.header("Authorization"),
+                                req.header("x-api-key") if req.path.startswith("/v1/messages") else None)
+    key_hash = key_digest(credential, state.secrets.pepper)
     key = None
-    if key_hash is None or not body_is_small():
-        key = _authenticate(credential)  # 401 with the body unread: the server closes rather than read it
+    if key_hash is None or not req.body_is_small():
+        key = _authenticate(credential, state)  # 401 with the body unread: the server closes rather than read it
     try:
-        body = json_body(inbound)
+        body = json_body(inbound, req.body())
     except ApiError:
-        _authenticate(credential)
+        _authenticate(credential, state)
         raise
-    forward = {name: request.headers[name] for name in FORWARDED if name in request.headers}
-    call = Call(inbound=inbound, endpoint=request.path, body=body, key=key,
-                settings=current_app.extensions["onekeyllm"].settings, forward_headers=forward,
-                query=request.query_string.decode("latin-1"), key_hash=key_hash,
-                authenticate=lambda: _authenticate(credential), trace=current_trace())
+    forward = {name: req.header(name) for name in FORWARDED if req.has_header(name)}
+    call = Call(inbound=inbound, endpoint=req.path, body=body, key=key, settings=state.settings,
+                forward_headers=forward, query=req.query_string.decode("latin-1"), key_hash=key_hash,
+                authenticate=lambda: _authenticate(credential, state), trace=trace)
     try:
-        return to_response(handle(call))
+        return handle(call)
     finally:
         if call.key is not None:
-            call.trace.key_id = call.key.id  # for the access line of a call refused before it settled
+            trace.key_id = call.key.id  # for the access line of a call refused before it settled
 
 
-def _authenticate(credential: str):
+def _authenticate(credential: str, state):
     with connected():
-        return authenticate(credential)
+        return authenticate(credential, state.secrets.pepper)
 
 
 def request_body_doc(request_schema: type, answer_schema: type, *, stream: bool = True) -> dict:

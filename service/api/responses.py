@@ -9,8 +9,9 @@ from ..storage.models import StoredResponse
 from .admin_schemas import DeletedSchema
 from .blueprint import Blueprint
 from .conversations import ItemListSchema
-from .gateway_http import request_body_doc, run
+from .gateway_http import request_body_doc
 from .gateway_schemas import ResponseObjectSchema, ResponsesRequestSchema
+from .gateway_wsgi import flask_view
 from .schemas import ListArgsSchema
 
 blp = Blueprint("responses", __name__, url_prefix="/v1", description="OpenAI Responses")
@@ -21,7 +22,7 @@ class Responses(MethodView):
     @blp.doc(**request_body_doc(ResponsesRequestSchema, ResponseObjectSchema))
     def post(self):
         """Create a response (SSE when `stream` is true)."""
-        return run("responses")
+        return flask_view("responses")
 
 
 @blp.route("/responses/<response_id>")

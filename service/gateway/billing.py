@@ -21,11 +21,11 @@ from typing import Optional
 
 from ..ids import new_id
 from ..money import cost_nano, usd
-from ..storage.account_windows import ACCOUNT_STATE_SQL_POSTGRES, account_state, pick_account_sqlite
+from ..storage.account_windows import ACCOUNT_STATE_SQL_POSTGRES, account_state, candidate_rows_sqlite, pick_account_sqlite
 from ..storage.db import database, is_postgres
 from ..storage.group_commit import GroupCommit
 from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog
-from ..storage.prepared import Prepared, ServerPrepared
+from ..storage.prepared import Prepared, ServerPrepared, model_rows
 from . import holds
 from .canonical import Usage
 from .catalog import VERSION_KEY as CATALOG_VERSION_KEY
@@ -177,20 +177,23 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
         params = (amount, *match, amount, candidates, amount, tokens, now, hold_id, amount, owner, now, tokens,
                   *(value for name, value in zip(LOG_FIELDS, pending) if name != "key_id"),
                   CATALOG_VERSION_KEY, candidates)
-        row = GRANT_POSTGRES[by].run(lambda sql: next(iter(ApiKey.raw(sql, *params)), None))
+        rows = GRANT_POSTGRES[by].run(lambda sql: model_rows(ApiKey, database.execute_sql(sql, params)))
+        row = rows[0] if rows else None
         if row is not None:
             row.account_state = json.loads(row.account_state or "[]")
     else:
         with database.atomic():
-            rows = list(ApiKey.raw(GRANT_SQL_SQLITE[by], amount, *match, amount, CATALOG_VERSION_KEY))
+            rows = model_rows(ApiKey, database.execute_sql(GRANT_SQL_SQLITE[by],
+                                                           (amount, *match, amount, CATALOG_VERSION_KEY)))
             if not rows:
                 return None
             row = rows[0]
-            row.picked_account = pick_account_sqlite(candidates, amount, tokens, now)
+            accounts = candidate_rows_sqlite(candidates)  # one read: the pick's and the shared state's
+            row.picked_account = pick_account_sqlite(candidates, amount, tokens, now, rows=accounts)
             database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now, row.picked_account,
                                                           tokens))
             INSERT_LOG.rowcount(hold_id, row.id, *pending[2:])
-            row.account_state = account_state(candidates)
+            row.account_state = account_state(accounts)
     if row is None:
         return None
     row.catalog_version = row.catalog_version or "0"  # no admin write yet

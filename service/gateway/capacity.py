@@ -13,6 +13,7 @@ per account), and every grant answers the candidates' rows (`learn`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -58,7 +59,8 @@ def remember_headers(account_id: str, headers: dict) -> None:
     limit is spent (no process may call the account meanwhile), else off the call's path, at most every
     PERSIST_EVERY seconds per account and process (what every grant reads is at most that old)."""
     now = time.time()
-    spent = any(reading.get("remaining") == 0 for reading in parse_rate_limits(headers, now).values())
+    # whether a limit is spent needs no time: parsed at 0, the same reading's parse is shared (parse_rate_limits)
+    spent = any(reading.get("remaining") == 0 for reading in parse_rate_limits(headers, 0.0).values())
     with _lock:
         _last[account_id] = (now, headers)
         _unwritten[account_id] = (now, headers)
@@ -141,9 +143,26 @@ def _reset_time(value: str, observed_at: float) -> Optional[float]:
 
 
 def parse_rate_limits(headers: dict, observed_at: float) -> dict:
-    """x-ratelimit-* / anthropic-ratelimit-* as `{"requests": {"limit", "remaining", "resets_at"}, "tokens": …}`."""
+    """x-ratelimit-* / anthropic-ratelimit-* as `{"requests": {"limit", "remaining", "resets_at"}, "tokens": …}`.
+
+    Parsed once per reading (every call routes on the same few readings): the answer is shared, not a copy.
+    """
+    if not headers:
+        return {}
+    try:
+        return _parse_cached(tuple(headers.items()), observed_at)
+    except TypeError:  # a value that is no string (an odd stored row): parsed as it is
+        return _parse(headers.items(), observed_at)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(items: tuple, observed_at: float) -> dict:
+    return _parse(items, observed_at)
+
+
+def _parse(items, observed_at: float) -> dict:
     parsed: dict = {}
-    for name, value in (headers or {}).items():
+    for name, value in items:
         name = name.lower()
         match = _OPENAI_HEADER.match(name)
         kind, field = (match.group(2), match.group(1)) if match else (None, None)

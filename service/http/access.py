@@ -8,9 +8,9 @@ once it ended, with what its settlement noted.
 """
 from __future__ import annotations
 
-import re
 import time
 import uuid
+from typing import Optional
 
 from flask import Flask, Response, g, request
 from werkzeug.wsgi import ClosingIterator
@@ -19,8 +19,15 @@ from ..money import usd
 from ..observability import metrics
 from ..observability.calls import CallTrace
 from ..observability.logs import log_access
+from .inbound import SANE_REQUEST_ID
 
-SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+def new_trace(sent_request_id: Optional[str]) -> CallTrace:
+    """A request's trace, under the client's sane `x-request-id` or a new one; counted in flight until
+    `finish_call`."""
+    trace = CallTrace(request_id=sent_request_id or "req_" + uuid.uuid4().hex)
+    metrics.INFLIGHT.inc()
+    return trace
 
 
 def current_trace() -> CallTrace:
@@ -28,10 +35,20 @@ def current_trace() -> CallTrace:
     trace = g.get("trace")
     if trace is None:
         sent = request.headers.get("x-request-id", "")
-        trace = g.trace = CallTrace(request_id=sent if SANE_REQUEST_ID.fullmatch(sent)
-                                    else "req_" + uuid.uuid4().hex)
-        metrics.INFLIGHT.inc()
+        trace = g.trace = new_trace(sent if SANE_REQUEST_ID.fullmatch(sent) else None)
     return trace
+
+
+def trace_headers(trace: CallTrace) -> list:
+    """The answer's `x-request-id` and `x-onekeyllm-overhead-ms`."""
+    return [("x-request-id", trace.request_id), ("x-onekeyllm-overhead-ms", f"{trace.overhead_ms():.1f}")]
+
+
+def finish_call(trace: CallTrace, method: str, route: str, status: int) -> None:
+    """Once the answer is closed (a stream's at its end): out of flight, its metrics and its access line."""
+    metrics.INFLIGHT.dec()
+    metrics.record_request(route, status, trace)
+    log_access(_access_fields(trace, method, route, status))
 
 
 def _access_fields(trace: CallTrace, method: str, route: str, status: int) -> dict:
@@ -62,17 +79,15 @@ def install_access(app: Flask) -> None:
     @app.after_request
     def finish(response: Response) -> Response:
         trace = current_trace()
-        response.headers["x-request-id"] = trace.request_id
-        response.headers["x-onekeyllm-overhead-ms"] = f"{trace.overhead_ms():.1f}"
+        for name, value in trace_headers(trace):
+            response.headers[name] = value
         if trace.key_id is None and g.get("api_key") is not None:
             trace.key_id = g.api_key.id
         method, route, status = request.method, request.url_rule.rule if request.url_rule else "unmatched", \
             response.status_code
 
         def done() -> None:
-            metrics.INFLIGHT.dec()
-            metrics.record_request(route, status, trace)
-            log_access(_access_fields(trace, method, route, status))
+            finish_call(trace, method, route, status)
 
         if response.direct_passthrough:  # werkzeug hands such a body to the server as it is: close it ourselves
             response.response = ClosingIterator(response.response, done)

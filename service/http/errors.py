@@ -50,6 +50,13 @@ def error_payload(status: int, message: str, *, type: Optional[str] = None, para
                       "param": param, "code": code}}
 
 
+def error_headers(status: int, headers: Optional[dict]) -> dict:
+    """The headers of an error answer: its own, and `x-should-retry: false` on a 402 (the SDKs retry none)."""
+    extra = {"x-should-retry": "false"} if status == 402 else {}
+    extra.update(headers or {})
+    return extra
+
+
 def render_error(status: int, message: str, *, type: Optional[str] = None, param: Optional[str] = None,
                  code: Optional[str] = None, headers: Optional[dict] = None) -> Response:
     """A JSON error response for the current request's route family."""
@@ -57,11 +64,30 @@ def render_error(status: int, message: str, *, type: Optional[str] = None, param
                          anthropic=wants_anthropic_envelope())
     response = jsonify(body)
     response.status_code = status
-    if status == 402:
-        response.headers["x-should-retry"] = "false"
-    for name, value in (headers or {}).items():
+    for name, value in error_headers(status, headers).items():
         response.headers[name] = value
     return response
+
+
+DATABASE_UNAVAILABLE = (pw.OperationalError, pw.InterfaceError, MaxConnectionsExceeded)
+
+
+def as_api_error(error: BaseException, method: str, path: str, request_id: str) -> ApiError:
+    """The answer to an exception no route turned into one (logged where it is the gateway's own fault):
+    a body nested too deeply is a 400, a database that refused or dropped us a retryable 503, anything else
+    a 500 without internals, under the request's id."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, RecursionError):
+        return ApiError(400, "The request body is nested too deeply.")
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        log.warning("database unavailable on %s %s: %s", method, path, type(error).__name__)
+        return ApiError(503, "The database is unavailable; try again shortly.", headers={"retry-after": "1"})
+    if is_nul_in_text(error):
+        return ApiError(400, "Text in the request must not contain NUL (\\u0000) characters.")
+    log.error("unhandled error %s on %s %s", request_id, method, path, exc_info=(type(error), error,
+                                                                                   error.__traceback__))
+    return ApiError(500, f"Internal error (request id {request_id}).", headers={"x-request-id": request_id})
 
 
 def _validation_message(messages) -> tuple[str, Optional[str]]:
@@ -120,32 +146,14 @@ def is_nul_in_text(error: BaseException) -> bool:
 
 
 def handle_unexpected(error: BaseException) -> Response:
-    """Anything else: logged with a request id, answered 500 without internals."""
-    if is_nul_in_text(error):
-        return render_error(400, "Text in the request must not contain NUL (\\u0000) characters.")
-    request_id = current_trace().request_id
-    log.error("unhandled error %s on %s %s", request_id, request.method, request.path,
-              exc_info=(type(error), error, error.__traceback__))
-    return render_error(500, f"Internal error (request id {request_id}).",
-                        headers={"x-request-id": request_id})
-
-
-def handle_database_unavailable(error: Exception) -> Response:
-    """The database refused or dropped us (too many clients, restarting, locked): retryable, so 503."""
-    log.warning("database unavailable on %s %s: %s", request.method, request.path, type(error).__name__)
-    return render_error(503, "The database is unavailable; try again shortly.", headers={"retry-after": "1"})
-
-
-def handle_too_deep(error: RecursionError) -> Response:
-    """JSON nested past what the parser can follow."""
-    return render_error(400, "The request body is nested too deeply.")
+    """Anything else: logged with a request id, answered 500 without internals (as_api_error)."""
+    return handle_api_error(as_api_error(error, request.method, request.path, current_trace().request_id))
 
 
 def register_error_handlers(app: Flask) -> None:
     """The one place that turns exceptions into answers."""
     app.register_error_handler(ApiError, handle_api_error)
-    app.register_error_handler(RecursionError, handle_too_deep)
-    for unavailable in (pw.OperationalError, pw.InterfaceError, MaxConnectionsExceeded):
-        app.register_error_handler(unavailable, handle_database_unavailable)
+    for kind in (RecursionError, *DATABASE_UNAVAILABLE):
+        app.register_error_handler(kind, handle_unexpected)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -15,8 +15,8 @@ PAGE_HEADERS = {
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta"
 
 
-def _allowed_origin(origins: Optional[str]) -> Optional[str]:
-    origin = request.headers.get("Origin")
+def allowed_origin(origins: Optional[str], origin: Optional[str]) -> Optional[str]:
+    """The request's `Origin` where ONEKEYLLM_CORS_ORIGINS allows it (to be echoed back), else None."""
     if not origins or not origin:
         return None
     allowed = [o.strip() for o in origins.split(",") if o.strip()]
@@ -33,7 +33,7 @@ def install_headers(app: Flask, cors_origins: Optional[str]) -> None:
         if response.mimetype == "text/html":
             for name, value in PAGE_HEADERS.items():
                 response.headers.setdefault(name, value)
-        origin = _allowed_origin(cors_origins)
+        origin = allowed_origin(cors_origins, request.headers.get("Origin"))
         if origin:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"

@@ -6,6 +6,7 @@ import json
 import math
 import re
 from typing import Optional
+from urllib.parse import parse_qsl
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -16,25 +17,18 @@ from ..api_error import ApiError
 def reject_nul_in_url() -> None:
     """400 for a NUL character in the path or the query: no id, cursor or filter holds one (and PostgreSQL
     cannot even compare text with it), so both databases answer alike."""
-    if "\x00" in request.path:
+    check_url(request.path, request.query_string)
+
+
+def check_url(path: str, query_string: bytes) -> None:
+    """reject_nul_in_url's rule, for a path and a raw query string."""
+    if "\x00" in path:
         raise ApiError(400, "The URL path must not contain NUL (%00) characters.", param="path")
-    if b"%00" in request.query_string or b"\x00" in request.query_string:
-        names = [name for name, value in request.args.items(multi=True) if "\x00" in name + value]
+    if b"%00" in query_string or b"\x00" in query_string:
+        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, encoding="utf-8",
+                          errors="replace")
+        names = [name for name, value in pairs if "\x00" in name + value]
         raise ApiError(400, "The query must not contain NUL (%00) characters.", param=names[0] if names else None)
-
-
-SMALL_BODY_BYTES = 64 * 1024
-
-
-def body_is_small() -> bool:
-    """Whether the request declares a body of at most SMALL_BODY_BYTES (a chunked one is never small).
-
-    A route that authenticates as part of its work (the gateway's grant) does so after the body only when it
-    is small: a larger body waits for the key to be checked, so that nobody can make the server read 32 MB
-    for a key it does not know.
-    """
-    length = request.content_length
-    return length is not None and length <= SMALL_BODY_BYTES
 
 
 def request_body() -> bytes:

@@ -20,11 +20,30 @@ def _fields(record: logging.LogRecord) -> dict:
     return fields if isinstance(fields, dict) else {}
 
 
+class _SecondCache:
+    """A time format applied once per second (every access line asks for it)."""
+
+    def __init__(self, render):
+        self._render = render
+        self._cached = (None, "")  # (second, its text): one tuple, so that threads never see a torn pair
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, self._render(second))
+        return cached[1]
+
+
+_UTC_SECOND = _SecondCache(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+_LOCAL_SECOND = _SecondCache(lambda second: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the record's fields, and the traceback if any."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        line = {"ts": _UTC_SECOND(record.created) + f".{int(record.msecs):03d}Z",
                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         line.update(_fields(record))
         if record.exc_info:
@@ -37,6 +56,12 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt=None) -> str:  # noqa: N802 - logging's name
+        """As logging's default (`2026-12-02 01:02:03,456`, local time), the second part made once a second."""
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        return f"{_LOCAL_SECOND(record.created)},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -65,7 +90,9 @@ def configure_logging(log_format: str) -> None:
 
 
 def log_access(fields: dict) -> None:
-    """The request's access line."""
+    """The request's access line (made without logging's search of the stack for its caller: always here)."""
     if ACCESS.isEnabledFor(logging.INFO):
-        ACCESS.info("%s %s %s", fields.get("method"), fields.get("route"), fields.get("status"),
-                    extra={"fields": fields})
+        record = ACCESS.makeRecord(ACCESS.name, logging.INFO, __file__, 0, "%s %s %s",
+                                   (fields.get("method"), fields.get("route"), fields.get("status")), None,
+                                   func="log_access", extra={"fields": fields})
+        ACCESS.handle(record)

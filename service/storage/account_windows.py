@@ -14,6 +14,7 @@ none does.
 """
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import peewee as pw
@@ -79,50 +80,69 @@ def window_limit(limits: dict, window: str, measure: str) -> Optional[int]:
     return None if value is None else int(value)
 
 
-def _fits(account: Account, worst_nano: int, worst_tokens: int, now: float) -> bool:
+def _fits(account_id: str, name: str, limits: dict, worst_nano: int, worst_tokens: int, now: float) -> bool:
     held = None
     for window, seconds in WINDOWS:
-        limits = {measure: window_limit(account.limits, window, measure) for measure in MEASURES}
-        if all(limit is None for limit in limits.values()):
+        limit_of = {measure: window_limit(limits, window, measure) for measure in MEASURES}
+        if all(limit is None for limit in limit_of.values()):
             continue
         if held is None:
             held = (BudgetHold.select(pw.fn.COUNT(BudgetHold.id), pw.fn.COALESCE(pw.fn.SUM(BudgetHold.amount_nano), 0),
                                       pw.fn.COALESCE(pw.fn.SUM(BudgetHold.tokens), 0))
-                    .where(BudgetHold.account_id == account.id).tuples().get())
+                    .where(BudgetHold.account_id == account_id).tuples().get())
         log = RequestLog
         used = (log.select(pw.fn.COUNT(log.id), pw.fn.COALESCE(pw.fn.SUM(log.cost_nano), 0),
                            pw.fn.COALESCE(pw.fn.SUM(log.input_tokens + log.output_tokens), 0))
-                .where((log.account == account.name) & (log.created_at >= now - seconds)).tuples().get())
+                .where((log.account == name) & (log.created_at >= now - seconds)).tuples().get())
         worst = {"requests": 1, "usd": worst_nano, "tokens": worst_tokens}
         for index, measure in enumerate(("requests", "usd", "tokens")):
-            limit = limits[measure]
+            limit = limit_of[measure]
             if limit is not None and int(used[index]) + int(held[index]) + worst[measure] > limit:
                 return False
     return True
 
 
+_CANDIDATES_SQL: dict = {}  # number of candidates -> the SELECT of their rows
+
+
+def candidate_rows_sqlite(candidates: list) -> list:
+    """(id, name, cooldown_until, limits, enabled, last_headers, last_checked_at) of each candidate account, as
+    stored (JSON as text): what the SQLite grant picks from and answers as the accounts' shared state. One
+    statement, compiled once per number of candidates (the grant's hot path builds no query)."""
+    if not candidates:
+        return []
+    sql = _CANDIDATES_SQL.get(len(candidates))
+    if sql is None:
+        sql = _CANDIDATES_SQL[len(candidates)] = (
+            "SELECT id, name, cooldown_until, limits, enabled, last_headers, last_checked_at FROM account "
+            "WHERE id IN (" + ", ".join(["?"] * len(candidates)) + ")")
+    return Account._meta.database.execute_sql(sql, tuple(candidates)).fetchall()
+
+
+def _limits(stored) -> dict:
+    return json.loads(stored) if stored and stored != "{}" else {}
+
+
 def pick_account_sqlite(candidates: list, worst_nano: int, worst_tokens: int, now: float,
-                        cooled_ok: bool = False) -> Optional[str]:
-    """The rule of `okl_pick_account`, for SQLite: call it inside the grant's (write-locked) transaction."""
+                        cooled_ok: bool = False, rows: Optional[list] = None) -> Optional[str]:
+    """The rule of `okl_pick_account`, for SQLite: call it inside the grant's (write-locked) transaction.
+    `rows`: the candidates' rows as `candidate_rows_sqlite` read them (read here otherwise)."""
     if not candidates:
         return None
-    rows = {row.id: row for row in Account.select(Account.id, Account.name, Account.cooldown_until,
-                                                  Account.limits, Account.enabled)
-            .where(Account.id.in_(list(candidates)))}
+    by_id = {row[0]: row for row in (candidate_rows_sqlite(candidates) if rows is None else rows)}
     for account_id in candidates:
-        row = rows.get(account_id)
-        if row is None or not row.enabled or (float(row.cooldown_until or 0) > now and not cooled_ok):
+        row = by_id.get(account_id)
+        if row is None or not row[4] or (float(row[2] or 0) > now and not cooled_ok):
             continue
-        if _fits(row, worst_nano, worst_tokens, now):
+        if _fits(account_id, row[1], _limits(row[3]), worst_nano, worst_tokens, now):
             return account_id
     return None
 
 
-def account_state(candidates: list) -> list:
-    """[id, cooldown_until, last_headers, last_checked_at] of each candidate, as the PostgreSQL grant answers it."""
-    query = Account.select(Account.id, Account.cooldown_until, Account.last_headers, Account.last_checked_at).where(
-        Account.id.in_(list(candidates)))
-    return [[row.id, row.cooldown_until, row.last_headers, row.last_checked_at] for row in query]
+def account_state(rows: list) -> list:
+    """[id, cooldown_until, last_headers, last_checked_at] of each candidate row (`candidate_rows_sqlite`), as
+    the PostgreSQL grant answers it."""
+    return [[row[0], row[2], _limits(row[5]), row[6]] for row in rows]
 
 
 ACCOUNT_STATE_SQL_POSTGRES = ("(SELECT json_agg(json_build_array(id, cooldown_until, "

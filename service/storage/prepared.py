@@ -118,3 +118,33 @@ class ServerPrepared:
     def execute(self, *params):
         """Run it; the DB-API cursor."""
         return self.run(lambda sql: database.execute_sql(sql, params))
+
+
+_CONVERTERS: dict = {}  # (model, column names) -> per column, the field's python_value where it converts
+
+
+def _converters(model: type, names: tuple) -> list:
+    converters = []
+    for name in names:
+        field = model._meta.columns.get(name)
+        converts = field is not None and (isinstance(field, pw.BooleanField)
+                                          or type(field).python_value is not pw.Field.python_value)
+        converters.append(field.python_value if converts else None)
+    return converters
+
+
+def model_rows(model: type, cursor) -> list:
+    """A cursor's rows as `model` instances (as `model.raw` makes them: columns that are no field become
+    attributes), the conversions resolved once per model and column list rather than once per query."""
+    names = tuple(column[0] for column in cursor.description)
+    converters = _CONVERTERS.get((model, names))
+    if converters is None:
+        converters = _CONVERTERS[(model, names)] = _converters(model, names)
+    rows = []
+    for values in cursor.fetchall():
+        data = {name: value if convert is None or value is None else convert(value)
+                for name, convert, value in zip(names, converters, values)}
+        row = model(__no_default__=1, **data)
+        row._dirty.clear()
+        rows.append(row)
+    return rows

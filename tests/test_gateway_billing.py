@@ -222,8 +222,9 @@ def test_sdks_raise_on_a_broken_stream(gateway, accounts):
 
 def test_requests_settling_together_share_transactions_and_lose_nothing(gateway, upstream, db):
     # 40 requests answered at the same moment (the upstream holds each 0.3 s): on PostgreSQL their settlements
-    # queue behind one another and are written in shared transactions (SQLite's writes never yield to the
-    # other requests of a process: nothing can queue there); each answer still has its row and charge
+    # queue behind one another and are written in shared transactions (on SQLite only what queues while the
+    # process's writer waits for another process's write lock shares its transaction: one process here, so
+    # rarely); each answer still has its row and charge
     gateway.create_model("bl-together", max_output_tokens=1000, **PRICES)
     gateway.create_account(provider="openai", base_url=upstream.base_url("openai", "slow-0.3"), api="chat",
                            api_key="sk-upstream-together", models=["bl-together"],
@@ -244,7 +245,7 @@ def test_requests_settling_together_share_transactions_and_lose_nothing(gateway,
     if is_postgres():
         assert transactions < settled, (transactions, settled)  # batched
     else:
-        assert transactions == settled
+        assert 0 < transactions <= settled, (transactions, settled)
     rows = log_rows(db, key["id"])
     assert len(rows) == 40 and all(r.status_code == 200 and r.cost_nano > 0 for r in rows)
     assert_spend_matches_log(gateway, db, key)

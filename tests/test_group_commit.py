@@ -96,3 +96,90 @@ def test_an_error_is_raised_in_a_lone_caller():
         commit.submit("x")
     commit.submit("y")  # the lead was handed back
     assert ledger.committed == ["y"]
+
+
+class LockedStore:
+    """A store behind a write lock another process may hold: BEGIN waits for it, as SQLite's IMMEDIATE does."""
+
+    def __init__(self):
+        self.lock = threading.Lock()  # the file's write lock
+        self.open: list = []  # the transaction being written
+        self.committed: list = []
+        self.transactions: list = []
+        self.begun = threading.Event()
+
+    def transaction(self):
+        store = self
+
+        class Transaction:
+            def __enter__(self):
+                store.lock.acquire()
+                store.begun.set()
+                store.open = []
+
+            def __exit__(self, kind, error, tb):
+                if kind is None:
+                    store.committed.extend(store.open)
+                    store.transactions.append(list(store.open))
+                store.open = []
+                store.lock.release()
+
+        return Transaction()
+
+    def write_many(self, items: list) -> None:
+        assert self.lock.locked()  # always inside the transaction the writer opened
+        if "bad" in items:
+            raise ValueError("refused bad")
+        self.open.extend(items)
+
+
+def test_writes_that_queue_while_the_transaction_waits_for_the_lock_join_it():
+    store = LockedStore()
+    commit = GroupCommit(lambda item: store.write_many([item]), store.write_many, transaction=store.transaction)
+    store.lock.acquire()  # another process is writing
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        futures = [pool.submit(commit.submit, 0)]
+        time.sleep(0.1)  # the first writer leads, and waits for the lock
+        futures += [pool.submit(commit.submit, i) for i in range(1, 10)]
+        time.sleep(0.1)  # the others queue meanwhile
+        assert not any(f.done() for f in futures)  # nothing returns before its commit
+        store.lock.release()
+        for future in futures:
+            future.result(timeout=5)
+    assert sorted(store.committed) == list(range(10))
+    # the batch was taken once the lock was held: the nine that queued meanwhile are in the leader's transaction
+    assert len(store.transactions) == 1 and sorted(store.transactions[0]) == list(range(10)), store.transactions
+
+
+def test_a_failed_shared_transaction_is_written_again_item_by_item():
+    store = LockedStore()
+    commit = GroupCommit(lambda item: store.write_many([item]), store.write_many, transaction=store.transaction)
+    store.lock.acquire()
+    outcomes: dict = {}
+
+    def submit(item) -> None:
+        try:
+            commit.submit(item)
+            outcomes[item] = "ok"
+        except ValueError:
+            outcomes[item] = "refused"
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        pool.submit(submit, "a")
+        time.sleep(0.1)
+        for item in ("b", "bad", "c", "d"):
+            pool.submit(submit, item)
+        time.sleep(0.1)
+        store.lock.release()
+    assert outcomes == {"a": "ok", "b": "ok", "bad": "refused", "c": "ok", "d": "ok"}
+    assert sorted(store.committed) == ["a", "b", "c", "d"]
+    assert all("bad" not in t for t in store.transactions)
+
+
+def test_a_counted_kind_is_all_the_counters_count():
+    store = LockedStore()
+    commit = GroupCommit(lambda item: store.write_many([item]), store.write_many, transaction=store.transaction,
+                         counted=lambda item: item.startswith("s"))
+    for item in ("s1", "g1", "s2"):
+        commit.submit(item)
+    assert (commit.transactions, commit.items) == (2, 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gc
 import os
 
-from ..gateway.billing import SETTLEMENTS
+from ..gateway.billing import settlement_counts
 from ..storage.db import CHECKPOINTER, database
 
 
@@ -23,8 +23,9 @@ def process_diagnostics() -> dict:
     except OSError:
         fds = None
     pool = database.obj
+    transactions, settlements = settlement_counts()
     return {"object": "diagnostics", "pid": os.getpid(), "greenlets": _live_greenlets(), "open_fds": fds,
             "db_connections_in_use": len(getattr(pool, "_in_use", {}) or {}),
             "db_connections_idle": len(getattr(pool, "_connections", []) or []),
-            "settlement_transactions": SETTLEMENTS.transactions, "settlements": SETTLEMENTS.items,
+            "settlement_transactions": transactions, "settlements": settlements,
             "wal_checkpoints": CHECKPOINTER.runs}

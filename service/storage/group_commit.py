@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Callable, ContextManager, Generic, Optional, TypeVar
 
 log = logging.getLogger("onekeyllm.db")
 
@@ -37,16 +37,26 @@ class _Job(Generic[Item]):
 
 
 class GroupCommit(Generic[Item]):
-    """Writes items one at a time when alone, in batches when they queue up."""
+    """Writes items one at a time when alone, in batches when they queue up.
 
-    def __init__(self, write_one: Callable[[Item], None], write_many: Callable[[list], None], max_batch: int = 64):
+    With `transaction` (a context manager factory: SQLite's `database.atomic`, whose BEGIN IMMEDIATE may wait
+    for another process's write lock), the leader opens the transaction first and only then takes what is
+    queued: the writes that arrived while it waited for the lock join its transaction. `write_many` then runs
+    inside it, and an item written alone after a failed batch gets a transaction of its own.
+    """
+
+    def __init__(self, write_one: Callable[[Item], None], write_many: Callable[[list], None], max_batch: int = 64,
+                 transaction: Optional[Callable[[], ContextManager]] = None,
+                 counted: Optional[Callable[[Item], bool]] = None):
         self._write_one = write_one
         self._write_many = write_many
         self._max_batch = max_batch
+        self._transaction = transaction
         self._lock = threading.Lock()
         self._queue: list[_Job] = []
         self._busy = False
-        self.transactions = 0  # written so far, for diagnostics
+        self._counted = counted  # which items the counters count (all by default)
+        self.transactions = 0  # written so far, for diagnostics: transactions that wrote a counted item
         self.items = 0
 
     def submit(self, item: Item) -> None:
@@ -59,27 +69,39 @@ class GroupCommit(Generic[Item]):
         if not leads:
             job.done.wait()
         if leads or job.lead:
-            self._lead()
+            self._lead(job)
         if job.error is not None:
             raise job.error
 
-    def _lead(self) -> None:
-        """Write what is queued (this caller's job first), then hand the lead to the next in the queue."""
+    def _take(self) -> list:
         with self._lock:
             batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+        return batch
+
+    def _lead(self, own: _Job) -> None:
+        """Write what is queued (this caller's job first), then hand the lead to the next in the queue."""
+        batch: list = []
         written = False
         try:
-            self._write(batch)
+            if self._transaction is None:
+                batch = self._take()
+                self._write(batch)
+            else:
+                batch = self._write_in_transaction()
             written = True
         finally:
             with self._lock:
+                if own not in batch and own in self._queue:  # stopped before its job was taken: nobody waits for it
+                    self._queue.remove(own)
                 following = self._queue[0] if self._queue else None
                 self._busy = following is not None
             if not written:  # e.g. the leader's greenlet was killed: the others cannot know their fate
-                for job in batch[1:]:
-                    job.error = job.error or Interrupted("the settlement was interrupted")
-            for job in batch[1:]:
-                job.done.set()
+                for job in batch:
+                    if job is not own:
+                        job.error = job.error or Interrupted("the write was interrupted")
+            for job in batch:
+                if job is not own:
+                    job.done.set()
             if following is not None:
                 following.lead = True
                 following.done.set()
@@ -89,13 +111,47 @@ class GroupCommit(Generic[Item]):
         if len(batch) > 1:
             try:
                 self._write_many([job.item for job in batch])
-                self.transactions, self.items = self.transactions + 1, self.items + len(batch)
+                self._count(batch)
                 return
             except Exception:  # noqa: BLE001 - retried one by one below, each failure kept by its own caller
                 log.warning("a batch of %d writes failed: writing them one by one", len(batch), exc_info=True)
+        self._write_alone(batch)
+
+    def _count(self, batch: list) -> None:
+        counted = len(batch) if self._counted is None else sum(1 for job in batch if self._counted(job.item))
+        if counted:
+            self.transactions, self.items = self.transactions + 1, self.items + counted
+
+    def _write_in_transaction(self) -> list:
+        """The queue's batch written in one transaction opened before it was taken; the batch."""
+        batch: list = []
+        try:
+            with self._transaction():
+                batch = self._take()  # once the write lock is held: whatever queued meanwhile shares it
+                self._write_many([job.item for job in batch])
+            self._count(batch)
+            return batch
+        except Exception as error:  # noqa: BLE001 - kept by the callers (alone) or retried one by one
+            if not batch:  # the transaction could not even begin: its writes would fail alike
+                batch = self._take()
+                for job in batch:
+                    job.error = error
+                return batch
+            if len(batch) == 1:
+                batch[0].error = error
+                return batch
+            log.warning("a batch of %d writes failed: writing them one by one", len(batch), exc_info=True)
+        self._write_alone(batch)
+        return batch
+
+    def _write_alone(self, batch: list) -> None:
         for job in batch:
             try:
-                self._write_one(job.item)
-                self.transactions, self.items = self.transactions + 1, self.items + 1
+                if self._transaction is None:
+                    self._write_one(job.item)
+                else:
+                    with self._transaction():
+                        self._write_one(job.item)
+                self._count([job])
             except Exception as error:  # noqa: BLE001 - raised again in the caller that submitted it
                 job.error = error

@@ -71,6 +71,43 @@ class GreenSqliteDatabase(PooledSqliteDatabase):
         return _while_busy(lambda: PooledSqliteDatabase.execute_sql(self, sql, params))
 
 
+PROBE_IDLE_SECONDS = 5.0  # a pooled PostgreSQL connection idle this long is probed before it is handed out
+
+
+class PooledPostgres(PooledPostgresqlDatabase):
+    """PostgreSQL's pool, probing a connection at check-out only once it sat idle for PROBE_IDLE_SECONDS.
+
+    peewee's pool runs `SELECT 1` on every check-out, to find a connection the server dropped while it was
+    idle. A gateway call checks one out twice (grant, settlement): the probes were two of its four round
+    trips (bench/README.md). A connection given back moments ago was healthy then — its check-in verified that
+    no transaction was left open — and one that died since fails its first statement like any dropped one.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._returned: dict = {}  # connection key -> when it was last given back (monotonic)
+
+    def _is_closed(self, conn):
+        if conn.closed:
+            return True
+        returned = self._returned.get(self.conn_key(conn))
+        if (returned is not None and time.monotonic() - returned < PROBE_IDLE_SECONDS
+                and self._adapter.txn_status(conn) == self._adapter.txn_idle):
+            return False
+        return super()._is_closed(conn)
+
+    def _close(self, conn, close_conn=False):
+        super()._close(conn, close_conn)
+        if close_conn:
+            self._returned.pop(self.conn_key(conn), None)
+        else:
+            self._returned[self.conn_key(conn)] = time.monotonic()
+
+    def _close_raw(self, conn):
+        self._returned.pop(self.conn_key(conn), None)
+        super()._close_raw(conn)
+
+
 CHECKPOINT_SECONDS = 1.0
 WAL_AUTOCHECKPOINT_FALLBACK = 10000  # pages: a commit checkpoints only if the checkpointer fell far behind
 
@@ -183,7 +220,7 @@ def make_database(url: str) -> pw.Database:
     if scheme in ("postgres", "postgresql"):
         _make_green_if_gevent()
         params.setdefault("connect_timeout", 10)
-        return _one_connection_per_greenlet(PooledPostgresqlDatabase(name, autorollback=True, **pool, **params))
+        return _one_connection_per_greenlet(PooledPostgres(name, autorollback=True, **pool, **params))
     raise ValueError(f"unsupported database URL scheme {parsed.scheme!r} (use sqlite:/// or postgresql://)")
 
 

@@ -120,31 +120,39 @@ class ServerPrepared:
         return self.run(lambda sql: database.execute_sql(sql, params))
 
 
-_CONVERTERS: dict = {}  # (model, column names) -> per column, the field's python_value where it converts
+_CONVERTERS: dict = {}  # (model, column names) -> (per column: field name or None, converter or None)
 
 
-def _converters(model: type, names: tuple) -> list:
-    converters = []
+def _converters(model: type, names: tuple) -> tuple:
+    fields, converters = [], []
     for name in names:
         field = model._meta.columns.get(name)
         converts = field is not None and (isinstance(field, pw.BooleanField)
                                           or type(field).python_value is not pw.Field.python_value)
+        fields.append(field.name if field is not None else None)
         converters.append(field.python_value if converts else None)
-    return converters
+    return tuple(zip(names, fields, converters))
 
 
 def model_rows(model: type, cursor) -> list:
-    """A cursor's rows as `model` instances (as `model.raw` makes them: columns that are no field become
-    attributes), the conversions resolved once per model and column list rather than once per query."""
+    """A cursor's rows as `model` instances, as `model.raw` makes them (columns that are no field become
+    attributes), with the conversions resolved once per model and column list rather than once per query,
+    and each instance filled directly rather than field by field through its setters."""
     names = tuple(column[0] for column in cursor.description)
-    converters = _CONVERTERS.get((model, names))
-    if converters is None:
-        converters = _CONVERTERS[(model, names)] = _converters(model, names)
+    columns = _CONVERTERS.get((model, names))
+    if columns is None:
+        columns = _CONVERTERS[(model, names)] = _converters(model, names)
     rows = []
     for values in cursor.fetchall():
-        data = {name: value if convert is None or value is None else convert(value)
-                for name, convert, value in zip(names, converters, values)}
-        row = model(__no_default__=1, **data)
-        row._dirty.clear()
+        row = model.__new__(model)
+        data, extra = {}, row.__dict__
+        for (name, field, convert), value in zip(columns, values):
+            if convert is not None and value is not None:
+                value = convert(value)
+            if field is None:
+                extra[name] = value
+            else:
+                data[field] = value
+        row.__data__, row._dirty, row.__rel__ = data, set(), {}
         rows.append(row)
     return rows

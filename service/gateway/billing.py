@@ -400,14 +400,35 @@ def _write_settlements_sqlite(batch: list) -> None:
         INSERT_LOG.rowcount(*s.log_row)  # compiled once (prepared.py): a lone settlement is the common case
 
 
+class _Statement:
+    """One write statement for the SQLite writer (a stored response, …)."""
+
+    __slots__ = ("sql", "params")
+
+    def __init__(self, sql: str, params: tuple):
+        self.sql, self.params = sql, params
+
+    def write(self) -> None:
+        database.execute_sql(self.sql, self.params)
+
+
+def write(sql: str, params: tuple) -> None:
+    """Run one write statement, committed when this returns: on SQLite through the process's writer, in the
+    transaction of whatever else it is writing (SQLITE_WRITES); on PostgreSQL on its own."""
+    if is_postgres():
+        database.execute_sql(sql, params)
+    else:
+        SQLITE_WRITES.submit(_Statement(sql, params))
+
+
 def _write_sqlite(items: list) -> None:
     """One transaction of the SQLite writer: the settlements first (what they release, grants may use), then
-    the grants, in the order they came."""
+    the grants and other writes, in the order they came."""
     settlements = [item for item in items if isinstance(item, Settlement)]
     if settlements:
         _write_settlements_sqlite(settlements)
     for item in items:
-        if isinstance(item, _SqliteGrant):
+        if not isinstance(item, Settlement):
             item.write()
 
 

@@ -7,10 +7,14 @@ the thread: as in OpenAI's API, they do not carry over.
 """
 from __future__ import annotations
 
+import json
+import time
 from typing import Optional
 
 from ..api_error import ApiError
+from ..storage.db import is_postgres
 from ..storage.models import Conversation, ConversationItem, StoredResponse
+from .billing import write
 from .canonical import Message, ReasoningPart, Response, TextPart, ToolCallPart
 
 
@@ -33,8 +37,18 @@ def store_response(response_id: str, key_id: str, model: str, body: dict, input_
     reply = output_message(response)
     if reply is not None:
         thread.append(reply)
-    StoredResponse.insert(id=response_id, key_id=key_id, model=model, body=body, input_items=input_items,
-                          thread=[m.to_dict(by_reference=True) for m in thread]).execute()
+    row = (response_id, key_id, int(time.time()), model, _json(body), _json(input_items),
+           _json([m.to_dict(by_reference=True) for m in thread]))
+    write(STORE_RESPONSE_SQL[is_postgres()], row)  # on SQLite in the transaction of what else the process writes
+
+
+_STORE_RESPONSE = ('INSERT INTO "stored_response" ("id", "key_id", "created_at", "model", "body", "input_items", '
+                   '"thread") VALUES (%s, %s, %s, %s, %s, %s, %s)')
+STORE_RESPONSE_SQL = {True: _STORE_RESPONSE, False: _STORE_RESPONSE.replace("%s", "?")}  # by is_postgres()
+
+
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"))  # as the model's JSONField stores it
 
 
 def get_stored(response_id: str, key_id: str, param: str = "response_id") -> StoredResponse:

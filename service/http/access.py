@@ -9,12 +9,12 @@ once it ended, with what its settlement noted.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Optional
 
 from flask import Flask, Response, g, request
 from werkzeug.wsgi import ClosingIterator
 
+from ..ids import new_id
 from ..money import usd
 from ..observability import metrics
 from ..observability.calls import CallTrace
@@ -25,7 +25,7 @@ from .inbound import SANE_REQUEST_ID
 def new_trace(sent_request_id: Optional[str]) -> CallTrace:
     """A request's trace, under the client's sane `x-request-id` or a new one; counted in flight until
     `finish_call`."""
-    trace = CallTrace(request_id=sent_request_id or "req_" + uuid.uuid4().hex)
+    trace = CallTrace(request_id=sent_request_id or new_id("req", nbytes=16))  # a UUID's 128 random bits, in hex
     metrics.INFLIGHT.inc()
     return trace
 

@@ -36,6 +36,18 @@ class Ledger:
             self.committed.extend(items)
 
 
+def recording(commit: GroupCommit, outcomes: dict):
+    """A submit that notes each item's outcome: "ok", or "refused" for the ValueError its write raised."""
+    def submit(item) -> None:
+        try:
+            commit.submit(item)
+            outcomes[item] = "ok"
+        except ValueError:
+            outcomes[item] = "refused"
+
+    return submit
+
+
 def test_a_lone_write_is_written_at_once_by_its_caller():
     ledger = Ledger(delay=0)
     commit = GroupCommit(ledger.write_one, ledger.write_many)
@@ -65,13 +77,7 @@ def test_a_refused_item_fails_only_its_own_caller():
     ledger = Ledger(delay=0.02, refuse=frozenset({7}))
     commit = GroupCommit(ledger.write_one, ledger.write_many)
     outcomes: dict = {}
-
-    def submit(i: int) -> None:
-        try:
-            commit.submit(i)
-            outcomes[i] = "ok"
-        except ValueError:
-            outcomes[i] = "refused"
+    submit = recording(commit, outcomes)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(submit, range(48)))
@@ -156,13 +162,7 @@ def test_a_failed_shared_transaction_is_written_again_item_by_item():
     commit = GroupCommit(lambda item: store.write_many([item]), store.write_many, transaction=store.transaction)
     store.lock.acquire()
     outcomes: dict = {}
-
-    def submit(item) -> None:
-        try:
-            commit.submit(item)
-            outcomes[item] = "ok"
-        except ValueError:
-            outcomes[item] = "refused"
+    submit = recording(commit, outcomes)
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         pool.submit(submit, "a")

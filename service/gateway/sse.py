@@ -95,11 +95,14 @@ def batches_with_keepalive(iterator: Iterator, interval: float) -> Iterator[Opti
     reader = gevent.spawn(pump)
     try:
         while True:
-            try:
-                item, error = queue.get(timeout=interval)
+            try:  # what the reader already has needs no timer (gevent makes one for each blocking get)
+                item, error = queue.get_nowait()
             except Empty:
-                yield None
-                continue
+                try:
+                    item, error = queue.get(timeout=interval)
+                except Empty:
+                    yield None
+                    continue
             batch = []
             while item is not _DONE:
                 batch.append(item)

@@ -248,14 +248,14 @@ def close_connection(exc: BaseException | None = None) -> None:
 
 @contextmanager
 def connected():
-    """A connection for the block: the open one if there is one, else one from the pool, returned after."""
-    opened = database.is_closed()
-    if opened:
-        database.connect()
+    """A connection for the block: the open one if there is one, else one from the pool — taken at the block's
+    first statement (peewee connects on first use), so that a block that runs none takes none (a settlement
+    another request writes in its group commit, storage/group_commit.py) — and returned after."""
+    had_one = not database.is_closed()
     try:
         yield database
     finally:
-        if opened and not database.is_closed():
+        if not had_one and not database.is_closed():
             database.close()
 
 

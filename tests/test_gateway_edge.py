@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import requests
@@ -12,6 +13,16 @@ from conftest import start_server
 
 CHAT = {"model": "echo-1", "messages": [{"role": "user", "content": "edge"}]}
 MESSAGES = {"model": "echo-1", "max_tokens": 16, "messages": [{"role": "user", "content": "edge"}]}
+
+
+@contextmanager
+def served(tmp_path, name: str, **env: str):
+    """A gateway of its own, started with `env`, and a key on it; stopped after the block."""
+    server = start_server(tmp_path, name=name, extra_env=env)
+    try:
+        yield server, server.create_key(name=name)["key"]
+    finally:
+        server.stop()
 
 
 def post(server, path: str, body, headers=None) -> requests.Response:
@@ -60,9 +71,7 @@ def test_errors_are_in_the_route_familys_envelope(gateway):
 
 
 def test_a_body_declared_past_the_limit_is_refused_unread(tmp_path):
-    server = start_server(tmp_path, name="edge-limit", extra_env={"ONEKEYLLM_MAX_BODY_BYTES": "100000"})
-    try:
-        key = server.create_key(name="limit")["key"]
+    with served(tmp_path, "edge-limit", ONEKEYLLM_MAX_BODY_BYTES="100000") as (server, key):
         target = urlparse(server.url)
         with socket.create_connection((target.hostname, target.port), timeout=10) as conn:
             conn.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
@@ -76,14 +85,10 @@ def test_a_body_declared_past_the_limit_is_refused_unread(tmp_path):
         text = answer.decode("latin-1")
         assert text.startswith("HTTP/1.1 413"), text
         assert '"type":"request_too_large"' in text
-    finally:
-        server.stop()
 
 
 def test_a_chunked_body_past_the_limit_is_refused(tmp_path):
-    server = start_server(tmp_path, name="edge-chunked", extra_env={"ONEKEYLLM_MAX_BODY_BYTES": "70000"})
-    try:
-        key = server.create_key(name="chunked")["key"]
+    with served(tmp_path, "edge-chunked", ONEKEYLLM_MAX_BODY_BYTES="70000") as (server, key):
         body = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 80000}]}).encode()
         answer = requests.post(server.v1 + "/chat/completions", data=iter([body[:40000], body[40000:]]),
                                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
@@ -93,14 +98,10 @@ def test_a_chunked_body_past_the_limit_is_refused(tmp_path):
                               headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
                               timeout=30)
         assert small.status_code == 200, small.text  # a chunked body within the limit is read whole
-    finally:
-        server.stop()
 
 
 def test_cors_headers_when_configured_and_other_methods_reach_flask(tmp_path):
-    server = start_server(tmp_path, name="edge-cors", extra_env={"ONEKEYLLM_CORS_ORIGINS": "https://app.example"})
-    try:
-        key = server.create_key(name="cors")["key"]
+    with served(tmp_path, "edge-cors", ONEKEYLLM_CORS_ORIGINS="https://app.example") as (server, key):
         auth = {"Authorization": f"Bearer {key}"}
         allowed = post(server, "/chat/completions", CHAT, {**auth, "Origin": "https://app.example"})
         assert allowed.status_code == 200
@@ -114,5 +115,3 @@ def test_cors_headers_when_configured_and_other_methods_reach_flask(tmp_path):
         assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
         wrong = requests.get(server.v1 + "/chat/completions", headers=auth, timeout=10)
         assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
-    finally:
-        server.stop()

@@ -63,6 +63,11 @@ def bearer_token(allow_x_api_key: bool = False) -> Optional[str]:
                          request.headers.get("x-api-key", "") if allow_x_api_key else None)
 
 
+def takes_x_api_key(path: str) -> bool:
+    """Whether a route also takes its key from `x-api-key` (Anthropic's Messages routes)."""
+    return path.startswith("/v1/messages")
+
+
 def credential_of(authorization: str, x_api_key: Optional[str] = None) -> Optional[str]:
     """The credential in an `Authorization: Bearer` header, else (where it is taken) in `x-api-key`; or None."""
     if authorization[:7].lower() == "bearer " and authorization[7:].strip():
@@ -91,9 +96,8 @@ def find_key(value: str, pepper: Optional[bytes] = None) -> Optional[ApiKey]:
     return row
 
 
-def key_credential(authorization: str, x_api_key: Optional[str] = None) -> str:
-    """The key the caller sent (401 when none); /v1/messages also takes it from `x-api-key` (pass it)."""
-    value = credential_of(authorization, x_api_key)
+def key_credential(value: Optional[str]) -> str:
+    """The key the caller sent (`credential_of` / `bearer_token`), 401 when none."""
     if not value:
         raise ApiError(401, "Missing API key: send `Authorization: Bearer sk-lazytech-…`.",
                        code="missing_api_key")
@@ -117,9 +121,7 @@ def require_key() -> ApiKey:
     cached = g.get("api_key")
     if cached is not None:
         return cached
-    row = authenticate(key_credential(request.headers.get("Authorization", ""),
-                                      request.headers.get("x-api-key", "") if request.path.startswith("/v1/messages")
-                                      else None))
+    row = authenticate(key_credential(bearer_token(allow_x_api_key=takes_x_api_key(request.path))))
     g.api_key = row
     return row
 

@@ -3,7 +3,7 @@ made. Served without Flask (api/gateway_wsgi.py); the Flask views of the same ro
 document is made from."""
 from __future__ import annotations
 
-from ..accounts.auth import authenticate, key_credential, key_digest
+from ..accounts.auth import authenticate, credential_of, key_credential, key_digest, takes_x_api_key
 from ..api_error import ApiError
 from ..gateway.pipeline import Answer, Call, handle
 from ..http.body_types import BodyTypeError
@@ -50,8 +50,8 @@ def run(inbound: str, req: Inbound, state, trace: CallTrace) -> Answer:
     the answer. A large (or chunked) body is read only once its key is known to be live.
     """
     check_url(req.path, req.query_string)
-    credential = key_credential(req.header("Authorization"),
-                                req.header("x-api-key") if req.path.startswith("/v1/messages") else None)
+    credential = key_credential(credential_of(req.header("Authorization"),
+                                              req.header("x-api-key") if takes_x_api_key(req.path) else None))
     key_hash = key_digest(credential, state.secrets.pepper)
     key = None
     if key_hash is None or not req.body_is_small():

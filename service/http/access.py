@@ -19,7 +19,7 @@ from ..money import usd
 from ..observability import metrics
 from ..observability.calls import CallTrace
 from ..observability.logs import log_access
-from .inbound import SANE_REQUEST_ID
+from .inbound import sane_request_id
 
 
 def new_trace(sent_request_id: Optional[str]) -> CallTrace:
@@ -34,8 +34,7 @@ def current_trace() -> CallTrace:
     """This request's trace (made on first use, also for a request refused before the hooks ran)."""
     trace = g.get("trace")
     if trace is None:
-        sent = request.headers.get("x-request-id", "")
-        trace = g.trace = new_trace(sent if SANE_REQUEST_ID.fullmatch(sent) else None)
+        trace = g.trace = new_trace(sane_request_id(request.headers.get("x-request-id")))
     return trace
 
 

@@ -79,31 +79,35 @@ class Inbound:
             return self._body
         limit, length = self.max_body_bytes, self.content_length
         try:
-            data = self._read(self.environ["wsgi.input"], limit, length)
+            data = self._read_body(self.environ["wsgi.input"], limit, length)
         except (OSError, ValueError):  # cut off or stalled (the server closes the connection): as werkzeug, a 400
             raise ApiError(400, "The request body did not arrive in full.") from None
         self._body = data
         return data
 
-    def _read(self, stream, limit: Optional[int], length: Optional[int]) -> bytes:
+    def _read_body(self, stream, limit: Optional[int], length: Optional[int]) -> bytes:
         if length is not None:
             if limit is not None and length > limit:
                 raise ApiError(413, TOO_LARGE)
-            return _read(stream, length)
+            return _read_up_to(stream, length)
         if self.environ.get("wsgi.input_terminated"):
-            data = _read(stream, limit)
+            data = _read_up_to(stream, limit)
             if limit is not None and len(data) >= limit:
                 raise ApiError(413, TOO_LARGE)
             return data
         return b""  # no length and no framing the server vouches for: werkzeug reads nothing either
 
     def request_id(self) -> Optional[str]:
-        """The client's own `x-request-id`, when it is a sane one (a trace id, a UUID)."""
-        sent = self.header("x-request-id")
-        return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else None
+        """The client's own `x-request-id`, when it is a sane one."""
+        return sane_request_id(self.header("x-request-id"))
 
 
-def _read(stream, limit: Optional[int]) -> bytes:
+def sane_request_id(sent: Optional[str]) -> Optional[str]:
+    """A client's `x-request-id` when it is one we pass on (a trace id, a UUID), else None."""
+    return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else None
+
+
+def _read_up_to(stream, limit: Optional[int]) -> bytes:
     """Up to `limit` bytes of the body (all of it with None), however the server hands them out."""
     if limit is not None and limit <= 0:
         return b""

@@ -119,7 +119,7 @@ def candidate_rows_sqlite(candidates: list) -> list:
     return Account._meta.database.execute_sql(sql, tuple(candidates)).fetchall()
 
 
-def _limits(stored) -> dict:
+def _json_object(stored) -> dict:
     return json.loads(stored) if stored and stored != "{}" else {}
 
 
@@ -134,7 +134,7 @@ def pick_account_sqlite(candidates: list, worst_nano: int, worst_tokens: int, no
         row = by_id.get(account_id)
         if row is None or not row[4] or (float(row[2] or 0) > now and not cooled_ok):
             continue
-        if _fits(account_id, row[1], _limits(row[3]), worst_nano, worst_tokens, now):
+        if _fits(account_id, row[1], _json_object(row[3]), worst_nano, worst_tokens, now):
             return account_id
     return None
 
@@ -142,7 +142,7 @@ def pick_account_sqlite(candidates: list, worst_nano: int, worst_tokens: int, no
 def account_state(rows: list) -> list:
     """[id, cooldown_until, last_headers, last_checked_at] of each candidate row (`candidate_rows_sqlite`), as
     the PostgreSQL grant answers it."""
-    return [[row[0], row[2], _limits(row[5]), row[6]] for row in rows]
+    return [[row[0], row[2], _json_object(row[5]), row[6]] for row in rows]
 
 
 ACCOUNT_STATE_SQL_POSTGRES = ("(SELECT json_agg(json_build_array(id, cooldown_until, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,19 @@ def summary(row: str) -> str:
     return f"{cells[1]:<40} req/s {cells[3]:>6}  p50 {cells[4]:>7} ms  CPU {cells[9]} ms/req"
 
 
+def cpu_of(row: str) -> float:
+    """CPU ms per request of a row, the database's share included."""
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    return sum(float(part.split()[0]) for part in cells[9].split("+"))
+
+
+def print_medians(seen: dict) -> None:
+    """Per scenario: the median CPU per request of each side and their ratio (the figure to quote)."""
+    for scenario in dict.fromkeys(name for _, name in seen):
+        base, new = (statistics.median(seen[(side, scenario)]) for side in ("base", "this"))
+        print(f"median  {scenario:<40} base {base:.2f}  this {new:.2f} ms/req  ({new / base - 1:+.0%})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,11 +66,15 @@ def main() -> int:
         base = Path(folder) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", str(base), args.base], cwd=ROOT, check=True,
                        capture_output=True)
+        seen: dict = {}
         try:
             for round_number in range(1, args.rounds + 1):
-                for label, checkout in ((f"base {args.base}", base), ("this checkout", ROOT)):
+                for side, label, checkout in (("base", f"base {args.base}", base), ("this", "this checkout", ROOT)):
                     for row in run_side(checkout, args):
                         print(f"round {round_number}  {label:<22} {summary(row)}", flush=True)
+                        scenario = row.strip("|").split("|")[1].strip() + " c=" + row.strip("|").split("|")[2].strip()
+                        seen.setdefault((side, scenario), []).append(cpu_of(row))
+            print_medians(seen)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
     return 0

@@ -89,7 +89,10 @@ def build_app(config: Optional[dict] = None) -> Flask:
     errors.register_error_handlers(app)
     install_headers(app, settings.cors_origins)
     from .api.gateway_wsgi import lean_gateway
+    from .http import header_block
     from .http.draining import track
+
+    header_block.install()  # this process's header blocks, requests' and upstream answers', read without email
 
     # the gateway calls are served before Flask's request machinery (api/gateway_wsgi.py); a stop knows which
     # requests are in flight (http/draining.py)

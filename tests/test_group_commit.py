@@ -183,3 +183,35 @@ def test_a_counted_kind_is_all_the_counters_count():
     for item in ("s1", "g1", "s2"):
         commit.submit(item)
     assert (commit.transactions, commit.items) == (2, 2)
+
+
+GREEN_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+import gevent, json, sys
+from service.storage.group_commit import GroupCommit, let_ready_greenlets_run
+
+blocking_sleep = monkey.get_original("time", "sleep")  # a write that holds the whole worker, as SQLite's do
+for gather in (None, let_ready_greenlets_run):
+    transactions = []
+    def write_many(items):
+        blocking_sleep(0.002)
+        transactions.append(list(items))
+    commit = GroupCommit(lambda item: write_many([item]), write_many, gather=gather)
+    gevent.joinall([gevent.spawn(commit.submit, n) for n in range(10)], raise_error=True)
+    print(json.dumps(transactions))
+"""
+
+
+def test_a_leader_under_gevent_lets_the_ready_requests_join_a_write_that_blocks_the_worker():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", GREEN_SCRIPT], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    alone, gathered = (json.loads(line) for line in done.stdout.splitlines())
+    assert alone == [[n] for n in range(10)]  # each leader wrote before anyone else could queue
+    assert gathered == [list(range(10))]

@@ -23,7 +23,7 @@ from ..ids import new_id
 from ..money import cost_nano, usd
 from ..storage.account_windows import ACCOUNT_STATE_SQL_POSTGRES, account_state, candidate_rows_sqlite, pick_account_sqlite
 from ..storage.db import database, is_postgres
-from ..storage.group_commit import GroupCommit
+from ..storage.group_commit import GroupCommit, let_ready_greenlets_run
 from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog
 from ..storage.prepared import Prepared, ServerPrepared, model_rows
 from . import holds
@@ -433,14 +433,16 @@ def _write_sqlite(items: list) -> None:
 
 
 # PostgreSQL: settlements that queue behind one another (each call waits on the server) share a statement.
-SETTLEMENTS: GroupCommit[Settlement] = GroupCommit(_write_settlement_postgres, _write_settlements_postgres)
+SETTLEMENTS: GroupCommit[Settlement] = GroupCommit(_write_settlement_postgres, _write_settlements_postgres,
+                                                  gather=let_ready_greenlets_run)
 # SQLite: one writer per process for the grants and the settlements. Its transaction begins IMMEDIATE (the file's
 # write lock, which the other workers' writers hold in turn); what queues while it waits is written with it, so
 # under load N calls cost one BEGIN and one commit instead of 2N, and a process's requests never poll the lock
 # against each other.
 SQLITE_WRITES: GroupCommit = GroupCommit(lambda item: _write_sqlite([item]), _write_sqlite,
                                          transaction=lambda: database.atomic(),
-                                         counted=lambda item: isinstance(item, Settlement))
+                                         counted=lambda item: isinstance(item, Settlement),
+                                         gather=let_ready_greenlets_run)
 
 
 def settlement_counts() -> tuple:

@@ -45,12 +45,30 @@ from run import (  # noqa: E402
 )
 
 
+def _backend_pid(db) -> Optional[int]:
+    """The PostgreSQL backend serving this thread's connection (None on SQLite)."""
+    connection = db._state.conn
+    return connection.get_backend_pid() if connection is not None and hasattr(connection, "get_backend_pid") else None
+
+
+def _on_cpu(pid: Optional[int]) -> float:
+    """Seconds a process has run on a CPU (/proc/PID/schedstat, nanoseconds); 0 without one."""
+    if pid is None:
+        return 0.0
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except OSError:
+        return 0.0
+
+
 class StatementCounter:
     """Wraps the database's execute_sql and commit to count what each request runs."""
 
     def __init__(self, db) -> None:
         self.statements: Counter = Counter()
         self.seconds: Counter = Counter()  # statement -> wall seconds in it (the database's own work, mostly)
+        self.cpu: Counter = Counter()  # statement -> this process's CPU seconds in it (the driver's work)
+        self.server: Counter = Counter()  # statement -> the PostgreSQL backend's CPU seconds in it
         self.commits = 0
         self.connects = 0
         execute_sql, commit, connect = db.execute_sql, db.commit, db._connect
@@ -58,11 +76,15 @@ class StatementCounter:
         def counted_execute(sql, params=None, *args, **kwargs):
             name = " ".join(str(sql).split())[:110]
             self.statements[name] += 1
-            started = time.perf_counter()
+            backend = _backend_pid(db)
+            server = _on_cpu(backend)
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return execute_sql(sql, params, *args, **kwargs)
             finally:
                 self.seconds[name] += time.perf_counter() - started
+                self.cpu[name] += time.process_time() - cpu
+                self.server[name] += _on_cpu(backend) - server
 
         def counted_commit(*args, **kwargs):
             self.commits += 1
@@ -81,6 +103,8 @@ class StatementCounter:
     def reset(self) -> None:
         self.statements.clear()
         self.seconds.clear()
+        self.cpu.clear()
+        self.server.clear()
         self.commits = self.connects = 0
 
 
@@ -226,7 +250,8 @@ def main() -> int:
                   f"included); {statements:.1f} SQL statements, {counter.commits / n:.1f} commits, "
                   f"{counter.connects / n:.2f} pool check-outs per request")
             for sql, count in counter.statements.most_common():
-                print(f"    {count / n:4.1f}×  {counter.seconds[sql] / n * 1e6:6.1f} µs  {sql}")
+                print(f"    {count / n:4.1f}×  {counter.seconds[sql] / n * 1e6:6.1f} µs ({counter.cpu[sql] / n * 1e6:5.1f} "
+                      f"CPU here, {counter.server[sql] / n * 1e6:5.1f} in the server)  {sql}")
             print(f"          {counter.seconds['(commit)'] / n * 1e6:6.1f} µs  (the commits)")
             profiler = cProfile.Profile()
             profiler.enable()

@@ -20,6 +20,8 @@ faults behave like "ok", so they can label accounts for ``count()``. Scenarios:
 - ``nousage``: no usage anywhere (Anthropic, whose format requires it, gets zeros);
 - ``slow-<s>``: sleep before answering; ``stall-<s>``: streams pause after 2 events (non-streams: slow);
 - ``hangup``: close the connection without answering;
+- ``closes_idle``: answer as ``ok``, then close the kept-alive connection after ``IDLE_CLOSE`` seconds
+  without a next request (what servers' keep-alive timeouts do);
 - ``runaway``: ignores every output limit and answers ``RUNAWAY_WORDS`` words, streamed one per event
   (``RUNAWAY_PAUSE`` apart); ``max_tokens_only``: honours ``max_tokens`` only, as llama.cpp's server and
   other OpenAI-compatible servers do (a ``max_completion_tokens`` alone makes it run away);
@@ -46,6 +48,7 @@ Event = tuple[str | None, Any]  # (SSE `event:` name or None, JSON payload or ra
 OPENAI_MODELS = ["gpt-fake-1", "gpt-fake-mini"]
 RUNAWAY_WORDS = 3000
 RUNAWAY_PAUSE = 0.002  # seconds between a runaway stream's events
+IDLE_CLOSE = 0.2  # seconds a ``closes_idle`` connection is kept open for a next request
 ANTHROPIC_MODELS = ["claude-fake-1", "claude-fake-haiku"]
 
 # status -> (OpenAI error type, Anthropic error type, message)
@@ -480,6 +483,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._dispatch(path, headers, body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        if self.scenario == "closes_idle":  # the wait for the next request times out: the connection is closed
+            self.connection.settimeout(IDLE_CLOSE)
 
     def _dispatch(self, path: str, headers: dict[str, str], body: Any) -> None:
         """Apply faults and auth, then answer the route."""

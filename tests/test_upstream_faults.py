@@ -316,3 +316,23 @@ def test_two_hundred_faulty_requests_leave_no_socket_thread_greenlet_or_memory_b
     assert grown_mb < 40, f"RSS grew by {grown_mb:.0f} MB over 200 faulty requests"
     assert impatient.process.poll() is None
     assert "Traceback" not in impatient.log_text()
+
+
+def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(impatient, upstream):
+    """An upstream's keep-alive timeout closes the gateway's idle pooled connection: the next call sees it
+    closed before it sends (upstreams/connections.py) and opens a new one, instead of failing on the old."""
+    model = f"uf-idle-{uuid.uuid4().hex[:6]}"
+    impatient.create_model(model, max_output_tokens=64, input_usd_per_mtok="1", output_usd_per_mtok="2")
+    impatient.create_account(provider="openai", base_url=upstream.base_url("openai", "closes_idle"),
+                             api_key="sk-up-idle", models=[model])
+    key = impatient.create_key("5")["key"]
+    seen = len(upstream.requests)
+    for stream in (False, True, False):
+        answer = post(impatient, key, "chat", body_for("chat", model, stream))
+        assert answer.status_code == 200, answer.text
+        time.sleep(0.6)  # past the upstream's idle close (0.2 s): the pooled connection is closed by now
+    calls = [r for r in upstream.requests[seen:] if r.scenario == "closes_idle"]
+    assert len(calls) == 3, "each call reached the upstream once: none failed and was tried again"
+    assert len({r.peer for r in calls}) == 3, "each call came on a new connection"
+    rows = request_rows(impatient, key, 3)
+    assert sorted(row["status_code"] for row in rows) == [200, 200, 200]

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from typing import Optional
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -24,7 +24,7 @@ from urllib3.exceptions import (
 )
 
 from ..sse import read_events
-from .connections import use_native_poll
+from .connections import use_lean_connections
 from .scrub import credentials_in, is_error_event, scrub
 
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
@@ -190,7 +190,7 @@ class HttpClient:
         self.credentials = credentials_in(self.headers)  # cut out of every error text this upstream sends
         self.pool = urllib3.connection_from_url(self.base_url, maxsize=256, block=False, retries=False,
                                                 **_tls_options(self.base_url))
-        use_native_poll(self.pool)
+        use_lean_connections(self.pool)
 
     def request(self, method: str, path: str, *, body: Optional[bytes] = None, headers: Optional[dict] = None,
                 stream: bool = False, read_timeout: Optional[float] = None) -> UpstreamResponse:

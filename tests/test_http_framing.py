@@ -153,3 +153,75 @@ def test_a_revoked_key_is_refused_before_its_withheld_large_body(server):
                b"Transfer-Encoding: chunked\r\n\r\n10\r\n{\"model\": \"echo-")
     received, closed, _ = exchange(server.port, request, patience=TIMEOUT + 4)
     assert statuses(received) == [401] and closed, received
+
+
+ANSWER_SENDS_SCRIPT = r"""
+from gevent import monkey
+monkey.patch_all()
+import http.client, json, gevent
+from gevent import pywsgi
+from service.http.wsgi_server import COALESCE_LIMIT, strict_handler
+
+sends = []
+
+class Noted:
+    def __init__(self, sock): self._sock = sock
+    def sendall(self, data):
+        sends.append(len(data))
+        return self._sock.sendall(data)
+    def __getattr__(self, name): return getattr(self._sock, name)
+
+class Handler(strict_handler(pywsgi.WSGIHandler, 5, 5)):
+    def handle_one_request(self):
+        if not isinstance(self.socket, Noted):
+            self.socket = Noted(self.socket)
+        return super().handle_one_request()
+
+BIG = b"z" * (COALESCE_LIMIT + 1)
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/small":
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "7")])
+        return [b'{"a":1}']
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(len(BIG)))])
+        return [BIG]
+    if path == "/empty":
+        start_response("204 No Content", [])
+        return []
+    start_response("200 OK", [("Content-Type", "text/event-stream")])
+    return iter([b"data: 1\n\n", b"data: 2\n\n"])
+
+server = pywsgi.WSGIServer(("127.0.0.1", 0), app, handler_class=Handler, log=None)
+server.start()
+client = http.client.HTTPConnection("127.0.0.1", server.server_port)
+seen = {}
+for path in ("/small", "/big", "/empty", "/stream"):
+    sends.clear()
+    client.request("GET", path)
+    answer = client.getresponse()
+    body = answer.read()
+    seen[path] = [answer.status, len(body), list(sends)]
+print(json.dumps(seen))
+"""
+
+
+def test_an_answer_head_leaves_with_the_first_piece_of_its_body():
+    """pywsgi sends an answer's status line and headers apart from its body; ours sends them together when
+    the first piece is small (wsgi_server.StrictFraming._write_with_headers): one send per small answer."""
+    import subprocess
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", ANSWER_SENDS_SCRIPT], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    status, length, sends = seen["/small"]
+    assert (status, length, len(sends)) == (200, 7, 1)
+    status, length, sends = seen["/big"]
+    assert status == 200 and length == sends[-1] and len(sends) == 2, "a large body is not copied onto the head"
+    status, length, sends = seen["/empty"]
+    assert (status, length, len(sends)) == (204, 0, 1)
+    status, length, sends = seen["/stream"]
+    assert status == 200 and length == 18 and len(sends) == 3, "head + first chunk, second chunk, terminator"

@@ -386,18 +386,30 @@ def _write_settlements_postgres(batch: list) -> None:
 def _write_settlements_sqlite(batch: list) -> None:
     """Inside the writer's transaction: each key's row updated once, by the sum of its charges and releases."""
     now = int(max(s.now for s in batch))
+    # the hold may have been given back already (its process was taken for dead): released once only, by
+    # whichever deletes it
+    dropped = _drop_holds_sqlite([s.hold_id for s in batch if s.key_id is not None and s.hold_id is not None])
     per_key: dict = {}
     for s in batch:
         if s.key_id is None:
             continue
-        # the hold may have been given back already (its process was taken for dead): release it once only
-        released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
+        released = s.amount if s.hold_id in dropped else 0
         charge, total = per_key.get(s.key_id, (0, 0))
         per_key[s.key_id] = (charge + s.charge, total + released)
     for key_id, (charge, released) in per_key.items():
         CHARGE.rowcount(charge, released, now, key_id)
-    for s in batch:
-        INSERT_LOG.rowcount(*s.log_row)  # compiled once (prepared.py): a lone settlement is the common case
+    INSERT_LOG.run_many([s.log_row for s in batch])  # compiled once (prepared.py), one call into the driver
+
+
+def _drop_holds_sqlite(hold_ids: list) -> set:
+    """Delete these holds in one statement; the ids of those that were still there."""
+    if not hold_ids:
+        return set()
+    if len(hold_ids) == 1:  # the common case at low load: a statement compiled once
+        return set(hold_ids) if DROP_HOLD.rowcount(hold_ids[0]) else set()
+    marks = ", ".join(["?"] * len(hold_ids))
+    return {row[0] for row in database.execute_sql(f"DELETE FROM budget_hold WHERE id IN ({marks}) RETURNING id",
+                                                   hold_ids)}
 
 
 class _Statement:

@@ -41,6 +41,15 @@ class Prepared:
         sql, params = self.sql(args)
         return database.execute_sql(sql, params)
 
+    def run_many(self, rows: list) -> None:
+        """Run a write once for each tuple of arguments: in one call into the driver once it is compiled for
+        arguments that are its parameters as they are (else one statement each)."""
+        rows = list(rows)
+        while rows and id(database.obj) not in self._compiled:
+            self.execute(*rows.pop(0))
+        if rows:
+            database.cursor().executemany(self._compiled[id(database.obj)], rows)
+
     def rowcount(self, *args) -> int:
         """Run a write; how many rows it changed."""
         return self.execute(*args).rowcount

@@ -1,0 +1,64 @@
+"""Settlements written together (the writer's batch, gateway/billing.py) on a real database of the kind under
+test: each key charged by the sum of its calls, each hold released once — a hold already given back releases
+nothing — and every call's request-log row written over its in-flight row."""
+from __future__ import annotations
+
+import time
+
+from conftest import fresh_database_url
+
+from service.gateway import billing
+from service.storage.db import database, init_database, is_postgres
+from service.storage.migrations import migrate
+from service.storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+
+
+def log_row(row_id: str, key_id: str, status: int, cost: int) -> tuple:
+    values = dict.fromkeys(billing.LOG_FIELDS, 0)
+    values.update(id=row_id, key_id=key_id, created_at=time.time(), endpoint="/v1/chat/completions", model="m",
+                  account="acc_1", stream=False, status_code=status, cost_nano=cost, response_id=None, error=None,
+                  request_id=f"req_{row_id}", prices=None)
+    return tuple(values[name] for name in billing.LOG_FIELDS)
+
+
+def write(batch: list) -> None:
+    if is_postgres():
+        billing._write_settlements_postgres(batch)
+    else:
+        with database.atomic():
+            billing._write_sqlite(batch)
+
+
+def test_a_batch_charges_each_key_once_and_releases_each_hold_once(tmp_path):
+    init_database(fresh_database_url(tmp_path, "settlebatch"))
+    try:
+        with database.connection_context():
+            migrate()
+            for key_id in ("key_a", "key_b"):
+                ApiKey.create(id=key_id, name=key_id, key_hash=key_id * 8, last4="abcd", budget_nano=10_000,
+                              used_nano=0, reserved_nano=600)
+            now = time.time()
+            holds = {"h1": ("key_a", 100), "h2": ("key_a", 200), "h3": ("key_b", 300), "h4": ("key_a", 300)}
+            for hold_id, (key_id, amount) in holds.items():
+                if hold_id != "h4":  # h4: given back already (its process was taken for dead)
+                    BudgetHold.create(id=hold_id, key_id=key_id, amount_nano=amount, owner="p", created_at=now)
+                RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, key_id, IN_FLIGHT, 0)))).execute()
+            batch = [billing.Settlement(hold_id, key_id, amount, 10 * amount, now, log_row(hold_id, key_id, 200,
+                                                                                              10 * amount))
+                     for hold_id, (key_id, amount) in holds.items()]
+            batch.append(billing.Settlement(None, None, 0, 0, now, log_row("r5", "key_b", 401, 0)))  # nothing held
+            write(batch)
+
+            a, b = ApiKey.get_by_id("key_a"), ApiKey.get_by_id("key_b")
+            assert (a.used_nano, a.reserved_nano) == (6000, 600 - 300)  # h4's 300 was released by its sweep
+            assert (b.used_nano, b.reserved_nano) == (3000, 600 - 300)
+            assert BudgetHold.select().count() == 0
+            rows = {row.id: row for row in RequestLog.select()}
+            assert set(rows) == {"h1", "h2", "h3", "h4", "r5"}
+            assert {row.id: (row.status_code, row.cost_nano) for row in rows.values()} == {
+                "h1": (200, 1000), "h2": (200, 2000), "h3": (200, 3000), "h4": (200, 3000), "r5": (401, 0)}
+
+            write([billing.Settlement("h1", "key_a", 100, 0, now, log_row("h1", "key_a", 200, 1000))])
+            assert ApiKey.get_by_id("key_a").reserved_nano == 300, "a hold is released once, settled twice or not"
+    finally:
+        database.obj.close_all()

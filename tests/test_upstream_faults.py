@@ -336,3 +336,17 @@ def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(impati
     assert len({r.peer for r in calls}) == 3, "each call came on a new connection"
     rows = request_rows(impatient, key, 3)
     assert sorted(row["status_code"] for row in rows) == [200, 200, 200]
+
+
+def test_a_stream_read_to_its_end_gives_its_connection_back_to_the_pool(impatient, upstream):
+    model = f"uf-reuse-{uuid.uuid4().hex[:6]}"
+    impatient.create_model(model, max_output_tokens=64, input_usd_per_mtok="1", output_usd_per_mtok="2")
+    impatient.create_account(provider="openai", base_url=upstream.base_url("openai", "reuse_after_stream"),
+                             api_key="sk-up-reuse", models=[model])
+    key = impatient.create_key("5")["key"]
+    seen = len(upstream.requests)
+    for stream in (True, True, False):
+        answer = post(impatient, key, "chat", body_for("chat", model, stream))
+        assert answer.status_code == 200 and ("[DONE]" in answer.text) == stream
+    calls = [r for r in upstream.requests[seen:] if r.scenario == "reuse_after_stream"]
+    assert len(calls) == 3 and len({r.peer for r in calls}) == 1, "one kept-alive connection for all three"

@@ -318,20 +318,27 @@ def test_two_hundred_faulty_requests_leave_no_socket_thread_greenlet_or_memory_b
     assert "Traceback" not in impatient.log_text()
 
 
+def chat_calls(server, upstream, scenario: str, streams: tuple, pause: float = 0.0) -> tuple:
+    """Chat calls (streamed or not, in turn, `pause` seconds apart) through a new account at the fake upstream's
+    `scenario`, each answered 200 in full; (the key, the upstream's record of each call)."""
+    model = f"uf-{scenario}-{uuid.uuid4().hex[:6]}"
+    server.create_model(model, max_output_tokens=64, input_usd_per_mtok="1", output_usd_per_mtok="2")
+    server.create_account(provider="openai", base_url=upstream.base_url("openai", scenario), api_key="sk-up-calls",
+                          models=[model])
+    key = server.create_key("5")["key"]
+    seen = len(upstream.requests)
+    for stream in streams:
+        answer = post(server, key, "chat", body_for("chat", model, stream))
+        assert answer.status_code == 200 and ("[DONE]" in answer.text) == stream, answer.text
+        time.sleep(pause)
+    return key, [r for r in upstream.requests[seen:] if r.scenario == scenario]
+
+
 def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(impatient, upstream):
     """An upstream's keep-alive timeout closes the gateway's idle pooled connection: the next call sees it
     closed before it sends (upstreams/connections.py) and opens a new one, instead of failing on the old."""
-    model = f"uf-idle-{uuid.uuid4().hex[:6]}"
-    impatient.create_model(model, max_output_tokens=64, input_usd_per_mtok="1", output_usd_per_mtok="2")
-    impatient.create_account(provider="openai", base_url=upstream.base_url("openai", "closes_idle"),
-                             api_key="sk-up-idle", models=[model])
-    key = impatient.create_key("5")["key"]
-    seen = len(upstream.requests)
-    for stream in (False, True, False):
-        answer = post(impatient, key, "chat", body_for("chat", model, stream))
-        assert answer.status_code == 200, answer.text
-        time.sleep(0.6)  # past the upstream's idle close (0.2 s): the pooled connection is closed by now
-    calls = [r for r in upstream.requests[seen:] if r.scenario == "closes_idle"]
+    # 0.6 s apart: past the upstream's idle close (0.2 s), the pooled connection is closed by the next call
+    key, calls = chat_calls(impatient, upstream, "closes_idle", (False, True, False), pause=0.6)
     assert len(calls) == 3, "each call reached the upstream once: none failed and was tried again"
     assert len({r.peer for r in calls}) == 3, "each call came on a new connection"
     rows = request_rows(impatient, key, 3)
@@ -339,14 +346,5 @@ def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_reused(impati
 
 
 def test_a_stream_read_to_its_end_gives_its_connection_back_to_the_pool(impatient, upstream):
-    model = f"uf-reuse-{uuid.uuid4().hex[:6]}"
-    impatient.create_model(model, max_output_tokens=64, input_usd_per_mtok="1", output_usd_per_mtok="2")
-    impatient.create_account(provider="openai", base_url=upstream.base_url("openai", "reuse_after_stream"),
-                             api_key="sk-up-reuse", models=[model])
-    key = impatient.create_key("5")["key"]
-    seen = len(upstream.requests)
-    for stream in (True, True, False):
-        answer = post(impatient, key, "chat", body_for("chat", model, stream))
-        assert answer.status_code == 200 and ("[DONE]" in answer.text) == stream
-    calls = [r for r in upstream.requests[seen:] if r.scenario == "reuse_after_stream"]
+    _, calls = chat_calls(impatient, upstream, "reuse_after_stream", (True, True, False))
     assert len(calls) == 3 and len({r.peer for r in calls}) == 1, "one kept-alive connection for all three"

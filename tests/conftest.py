@@ -35,6 +35,14 @@ def free_port() -> int:
 MADE_DATABASES: list = []  # the okltest_* databases this session made: dropped when it ends
 
 
+def run_script(script: str, timeout: float = 60) -> str:
+    """Run `script` in a fresh interpreter at the project's root (e.g. under gevent's monkey-patching, which
+    this process must not get); its standard output, once it exited 0."""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def is_postgres() -> bool:
     return BASE_DATABASE_URL.startswith(("postgres://", "postgresql://"))
 

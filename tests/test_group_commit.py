@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import run_script
 
 from service.storage.group_commit import GroupCommit
 
@@ -205,13 +206,7 @@ for gather in (None, let_ready_greenlets_run):
 
 def test_a_leader_under_gevent_lets_the_ready_requests_join_a_write_that_blocks_the_worker():
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    done = subprocess.run([sys.executable, "-c", GREEN_SCRIPT], cwd=Path(__file__).resolve().parent.parent,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    alone, gathered = (json.loads(line) for line in done.stdout.splitlines())
+    alone, gathered = (json.loads(line) for line in run_script(GREEN_SCRIPT).splitlines())
     assert alone == [[n] for n in range(10)]  # each leader wrote before anyone else could queue
     assert gathered == [list(range(10))]

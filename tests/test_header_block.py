@@ -5,16 +5,12 @@ from __future__ import annotations
 import http.client
 import io
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import run_script
 from gevent import pywsgi
 
 from service.http import header_block
-
-ROOT = Path(__file__).resolve().parent.parent
 
 BLOCKS = [
     b"Host: 127.0.0.1:8000\r\nAuthorization: Bearer sk-lazytech-x\r\nContent-Length: 12\r\n\r\n",
@@ -90,5 +86,4 @@ def test_the_app_installs_it(tmp_path):
               "assert http.client.parse_headers is header_block.email_parse_headers\n"
               f"create_app({{'database_url': 'sqlite:///{tmp_path / 'db.sqlite'}'}})\n"
               "sys.exit(0 if http.client.parse_headers is header_block.parse_headers else 3)\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    run_script(script)

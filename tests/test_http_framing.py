@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import free_port, start_server
+from conftest import free_port, run_script, start_server
 
 TIMEOUT = 1.0  # ONEKEYLLM_HEADER_TIMEOUT and ONEKEYLLM_BODY_TIMEOUT of the servers under test
 PATIENCE = 8.0  # how long a test waits before it calls a connection "held open"
@@ -210,13 +210,7 @@ print(json.dumps(seen))
 def test_an_answer_head_leaves_with_the_first_piece_of_its_body():
     """pywsgi sends an answer's status line and headers apart from its body; ours sends them together when
     the first piece is small (wsgi_server.StrictFraming._write_with_headers): one send per small answer."""
-    import subprocess
-    from pathlib import Path
-
-    done = subprocess.run([sys.executable, "-c", ANSWER_SENDS_SCRIPT], cwd=Path(__file__).resolve().parent.parent,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = json.loads(run_script(ANSWER_SENDS_SCRIPT))
     status, length, sends = seen["/small"]
     assert (status, length, len(sends)) == (200, 7, 1)
     status, length, sends = seen["/big"]

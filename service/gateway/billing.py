@@ -405,8 +405,6 @@ def _drop_holds_sqlite(hold_ids: list) -> set:
     """Delete these holds in one statement; the ids of those that were still there."""
     if not hold_ids:
         return set()
-    if len(hold_ids) == 1:  # the common case at low load: a statement compiled once
-        return set(hold_ids) if DROP_HOLD.rowcount(hold_ids[0]) else set()
     marks = ", ".join(["?"] * len(hold_ids))
     return {row[0] for row in database.execute_sql(f"DELETE FROM budget_hold WHERE id IN ({marks}) RETURNING id",
                                                    hold_ids)}

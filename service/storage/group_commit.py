@@ -22,15 +22,20 @@ log = logging.getLogger("onekeyllm.db")
 Item = TypeVar("Item")
 
 
+_yield = None  # gevent's sleep under its monkey-patching, else a no-op: found at the first call (after patching)
+
+
 def let_ready_greenlets_run() -> None:
     """Under gevent's monkey-patching, let every greenlet that is ready to run take its turn first (a no-op
     in a process without it, whose threads run anyway)."""
-    try:
-        from gevent import monkey, sleep
-    except ImportError:  # pragma: no cover
-        return
-    if monkey.is_module_patched("threading"):
-        sleep(0)
+    global _yield
+    if _yield is None:
+        try:
+            from gevent import monkey, sleep
+        except ImportError:  # pragma: no cover
+            monkey = None
+        _yield = (lambda: sleep(0)) if monkey is not None and monkey.is_module_patched("threading") else (lambda: None)
+    _yield()
 
 
 class Interrupted(RuntimeError):

@@ -21,7 +21,8 @@ from typing import Optional
 
 from ..ids import new_id
 from ..money import cost_nano, usd
-from ..storage.account_windows import ACCOUNT_STATE_SQL_POSTGRES, account_state, candidate_rows_sqlite, pick_account_sqlite
+from ..storage.account_windows import (ACCOUNT_STATE_SQL_POSTGRES, PICK_ACCOUNT_SQL_POSTGRES, account_state,
+                                       candidate_rows_sqlite, pick_account_sqlite)
 from ..storage.db import database, is_postgres
 from ..storage.group_commit import GroupCommit, let_ready_greenlets_run
 from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog
@@ -146,14 +147,14 @@ _LOG_VALUES = "(" + ", ".join(["%s"] * len(LOG_FIELDS)) + ")"
 _PENDING_SELECT = ", ".join("granted.id" if name == "key_id" else "%s" for name in LOG_FIELDS)
 GRANT_SQL_POSTGRES = {by: f"""
 WITH granted AS (
-    UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match} AND {_BUDGET_CONDITION}
-    RETURNING *, okl_pick_account(%s::text[], %s, %s, %s, false) AS picked_account),
+    UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match.format(p="%s")} AND {_BUDGET_CONDITION.format(p="%s")}
+    RETURNING *, {PICK_ACCOUNT_SQL_POSTGRES} AS picked_account),
 held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s, granted.picked_account, %s
     FROM granted),
 logged AS (INSERT INTO request_log ({_LOG_COLUMNS}) SELECT {_PENDING_SELECT} FROM granted)
 SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
     {ACCOUNT_STATE_SQL_POSTGRES} AS account_state, set_config('synchronous_commit', 'off', true) AS async_commit
-FROM granted""".format(p="%s") for by, match in _MATCH.items()}
+FROM granted""" for by, match in _MATCH.items()}
 GRANT_POSTGRES = {by: ServerPrepared(sql) for by, sql in GRANT_SQL_POSTGRES.items()}
 GRANT_SQL_SQLITE = {by: (f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION} "
                          'RETURNING *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version').format(p="?")

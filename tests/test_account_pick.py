@@ -9,10 +9,10 @@ import random
 import time
 
 import pytest
-from conftest import fresh_database_url
+from conftest import fresh_database_url, is_postgres
 
-from service.storage.account_windows import PICK_ACCOUNT_SQL_POSTGRES, pick_account_sqlite
-from service.storage.db import database, init_database, is_postgres
+from service.storage.account_windows import PICK_ACCOUNT_SQL_POSTGRES, candidate_rows_sqlite, pick_account_sqlite
+from service.storage.db import database, init_database
 from service.storage.migrations import migrate
 from service.storage.models import IN_FLIGHT, Account, BudgetHold, RequestLog
 
@@ -43,15 +43,13 @@ def _accounts(rng: random.Random, now: float) -> None:
                               model="m", status_code=IN_FLIGHT)
 
 
-@pytest.mark.skipif("not __import__('os').environ.get('ONEKEYLLM_DATABASE_URL', '').startswith('postgres')",
-                    reason="the plain-SQL pick and okl_pick_account are PostgreSQL's")
+@pytest.mark.skipif(not is_postgres(), reason="the plain-SQL pick and okl_pick_account are PostgreSQL's")
 def test_the_plain_sql_pick_agrees_with_the_function_and_the_sqlite_rule(tmp_path):
     init_database(fresh_database_url(tmp_path, "accountpick"))
     rng = random.Random(18)
     try:
         with database.connection_context():
             migrate()
-            assert is_postgres()
             compared = limited_first = 0
             for _ in range(40):
                 now = time.time()
@@ -64,9 +62,7 @@ def test_the_plain_sql_pick_agrees_with_the_function_and_the_sqlite_rule(tmp_pat
                     plain = database.execute_sql(f"SELECT {PICK_ACCOUNT_SQL_POSTGRES}", params).fetchone()[0]
                     function = database.execute_sql("SELECT okl_pick_account(%s::text[], %s, %s, %s, false)",
                                                     params).fetchone()[0]
-                    rows = database.execute_sql(  # what candidate_rows_sqlite reads, asked in PostgreSQL's terms
-                        "SELECT id, name, cooldown_until, limits, enabled, last_headers, last_checked_at FROM account "
-                        "WHERE id = ANY(%s::text[])", (candidates,)).fetchall()
+                    rows = candidate_rows_sqlite(candidates)
                     rule = pick_account_sqlite(candidates, worst_nano, worst_tokens, now, rows=rows)
                     assert plain == function == rule, (candidates, worst_nano, worst_tokens, rows, now)
                     by_id = {row[0]: row for row in rows}

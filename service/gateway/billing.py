@@ -21,8 +21,13 @@ from typing import Optional
 
 from ..ids import new_id
 from ..money import cost_nano, usd
-from ..storage.account_windows import (ACCOUNT_STATE_SQL_POSTGRES, PICK_ACCOUNT_SQL_POSTGRES, account_state,
-                                       candidate_rows_sqlite, pick_account_sqlite)
+from ..storage.account_windows import (
+    ACCOUNT_STATE_SQL_POSTGRES,
+    PICK_ACCOUNT_SQL_POSTGRES,
+    account_state,
+    candidate_rows_sqlite,
+    pick_account_sqlite,
+)
 from ..storage.db import database, is_postgres
 from ..storage.group_commit import GroupCommit, let_ready_greenlets_run
 from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog

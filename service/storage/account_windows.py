@@ -102,21 +102,23 @@ def _fits(account_id: str, name: str, limits: dict, worst_nano: int, worst_token
     return True
 
 
-_CANDIDATES_SQL: dict = {}  # number of candidates -> the SELECT of their rows
+_CANDIDATES_SQL: dict = {}  # (placeholder, number of candidates) -> the SELECT of their rows
 
 
 def candidate_rows_sqlite(candidates: list) -> list:
     """(id, name, cooldown_until, limits, enabled, last_headers, last_checked_at) of each candidate account, as
     stored (JSON as text): what the SQLite grant picks from and answers as the accounts' shared state. One
-    statement, compiled once per number of candidates (the grant's hot path builds no query)."""
+    statement, compiled once per number of candidates (the grant's hot path builds no query); in the database's
+    own placeholders, so that the rule can be checked against PostgreSQL's pick on the same rows."""
     if not candidates:
         return []
-    sql = _CANDIDATES_SQL.get(len(candidates))
+    db = Account._meta.database
+    sql = _CANDIDATES_SQL.get((db.param, len(candidates)))
     if sql is None:
-        sql = _CANDIDATES_SQL[len(candidates)] = (
+        sql = _CANDIDATES_SQL[(db.param, len(candidates))] = (
             "SELECT id, name, cooldown_until, limits, enabled, last_headers, last_checked_at FROM account "
-            "WHERE id IN (" + ", ".join(["?"] * len(candidates)) + ")")
-    return Account._meta.database.execute_sql(sql, tuple(candidates)).fetchall()
+            "WHERE id IN (" + ", ".join([db.param] * len(candidates)) + ")")
+    return db.execute_sql(sql, tuple(candidates)).fetchall()
 
 
 def _json_object(stored) -> dict:

@@ -24,34 +24,37 @@ def read_events(chunks: Iterable[bytes]) -> Iterator[tuple[Optional[str], str]]:
     Handles CRLF/LF line ends, multi-line data (joined with newlines), comment
     lines and `id:`/`retry:` fields. A trailing half-written event is dropped:
     the caller sees the stream end without it and treats that as a cut.
+
+    The complete lines of what has arrived are decoded and split at once (a newline byte is never part of
+    a multi-byte UTF-8 character, so a line is decoded whole, as alone); only a cut line waits for more.
     """
-    buffer = b""
+    rest = b""  # a line not yet ended
     event: Optional[str] = None
     data: list[str] = []
     for chunk in chunks:
-        if not chunk:
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            rest += chunk
             continue
-        buffer += chunk
-        while True:
-            newline = buffer.find(b"\n")
-            if newline < 0:
-                break
-            raw, buffer = buffer[:newline], buffer[newline + 1:]
-            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+        block = rest + chunk[:end] if rest else chunk[:end]
+        rest = chunk[end + 1:]
+        for line in block.decode("utf-8", errors="replace").split("\n"):
+            if line.endswith("\r"):
+                line = line.rstrip("\r")
             if not line:
                 if data:
                     yield event, "\n".join(data)
                 event, data = None, []
                 continue
-            if line.startswith(":"):
+            if line[0] == ":":
                 continue
             name, _, value = line.partition(":")
-            if value.startswith(" "):
+            if value[:1] == " ":
                 value = value[1:]
-            if name == "event":
-                event = value
-            elif name == "data":
+            if name == "data":
                 data.append(value)
+            elif name == "event":
+                event = value
 
 
 _DONE = object()

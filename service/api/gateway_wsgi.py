@@ -10,10 +10,10 @@ these routes stay, for the OpenAPI document, and answer alike if they are ever r
 """
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import Callable, Iterable, Optional
 
+from .. import json_codec
 from ..gateway.pipeline import Answer
 from ..http.access import finish_call, new_trace, trace_headers
 from ..http.errors import as_api_error, error_headers, error_payload, is_anthropic_path
@@ -33,8 +33,8 @@ def status_line(status: int) -> str:
 
 
 def json_bytes(body) -> bytes:
-    """A JSON body as Flask's `jsonify` writes it here (compact, keys in order, ASCII, a final newline)."""
-    return json.dumps(body, separators=(",", ":")).encode() + b"\n"
+    """A JSON body as the gateway answers it: compact, keys in order, UTF-8, a final newline."""
+    return json_codec.dumps(body) + b"\n"
 
 
 def lean_gateway(flask_wsgi: Callable, state) -> Callable:

@@ -7,6 +7,7 @@ import re
 from typing import Any, Optional
 from urllib.parse import unquote_to_bytes
 
+from ... import json_codec
 from ..canonical import (
     STOP_END_TURN,
     STOP_MAX_TOKENS,
@@ -532,7 +533,7 @@ class StreamParser:
         if not data or not data.strip():
             return []
         try:
-            payload = json.loads(data)
+            payload = json_codec.loads(data)
         except ValueError as exc:
             raise CodecError(f"The upstream stream sent invalid JSON: {exc}") from exc
         if not isinstance(payload, dict):

@@ -5,6 +5,7 @@ import json
 import mimetypes
 from typing import Any, Optional
 
+from ... import json_codec
 from ..canonical import (
     STOP_END_TURN,
     STOP_MAX_TOKENS,
@@ -504,7 +505,7 @@ class StreamParser:
         if not data or data == "[DONE]":
             return []
         try:
-            chunk = json.loads(data)
+            chunk = json_codec.loads(data)
         except ValueError as exc:
             raise CodecError(f"Invalid JSON in the upstream stream: {data[:200]!r}") from exc
         if not isinstance(chunk, dict):

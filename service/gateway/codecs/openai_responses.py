@@ -6,11 +6,11 @@ conversation, item_reference and file ids before and after; this module only con
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from dataclasses import replace
 from typing import Any, Optional
 
+from ... import json_codec
 from ..canonical import (
     STOP_END_TURN,
     STOP_MAX_TOKENS,
@@ -651,7 +651,7 @@ class StreamParser:
         if not data or data.strip() == "[DONE]":
             return []
         try:
-            payload = json.loads(data)
+            payload = json_codec.loads(data)
         except ValueError as exc:
             raise CodecError(f"Upstream sent invalid JSON in a stream: {exc}") from None
         if not isinstance(payload, dict):

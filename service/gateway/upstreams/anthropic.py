@@ -1,9 +1,9 @@
 """Anthropic's Messages API."""
 from __future__ import annotations
 
-import json
 from typing import Optional
 
+from ... import json_codec
 from ..catalog import AccountInfo
 from ..codecs import anthropic as anthropic_codec
 from .http import HttpClient, Timeouts, UpstreamResponse, client_for
@@ -29,7 +29,7 @@ class AnthropicUpstream:
 
     def send(self, body: dict, stream: bool, headers: Optional[dict] = None, query: str = "") -> UpstreamResponse:
         """POST /v1/messages (the client's anthropic-version and -beta headers are forwarded)."""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = json_codec.dumps(body)
         path = "/v1/messages" + (f"?{query}" if query else "")
         return self.http.request("POST", path, body=data, headers=headers, stream=stream)
 
@@ -38,7 +38,7 @@ class AnthropicUpstream:
 
     def count_tokens(self, body: dict, headers: Optional[dict] = None) -> Optional[int]:
         """The upstream's own count for a Messages body."""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = json_codec.dumps(body)
         answer = self.http.request("POST", "/v1/messages/count_tokens", body=data, headers=headers, read_timeout=30)
         value = answer.json().get("input_tokens")
         return int(value) if isinstance(value, int) else None

@@ -23,6 +23,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
+from ... import json_codec
 from ..sse import read_events
 from .connections import use_lean_connections
 from .scrub import credentials_in, is_error_event, scrub
@@ -134,7 +135,7 @@ class UpstreamResponse:
             data = self._response.data
             if any(secret.encode() in data for secret in self._credentials):  # an upstream quoting its credential
                 data = scrub(data.decode("utf-8", "replace"), self._credentials)
-            body = json.loads(data)
+            body = json_codec.loads(data)
         except (ValueError, HTTPError, OSError) as exc:
             raise UpstreamError("protocol", f"The upstream sent an unreadable answer ({type(exc).__name__}).") from None
         finally:

@@ -1,9 +1,9 @@
 """OpenAI and OpenAI-compatible servers (vLLM, Ollama, llama.cpp…), over Chat or Responses."""
 from __future__ import annotations
 
-import json
 from typing import Optional
 
+from ... import json_codec
 from ..catalog import AccountInfo
 from ..codecs import openai_chat, openai_responses
 from .http import HttpClient, Timeouts, UpstreamResponse, client_for
@@ -26,7 +26,7 @@ class OpenAIUpstream:
 
     def send(self, body: dict, stream: bool, headers: Optional[dict] = None, query: str = "") -> UpstreamResponse:
         """POST a body in this account's wire format."""
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = json_codec.dumps(body)
         return self.http.request("POST", self.path, body=data, headers=headers, stream=stream)
 
     def probe(self) -> UpstreamResponse:

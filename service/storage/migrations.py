@@ -115,9 +115,16 @@ def m011_money(db) -> None:
         _add_column(db, model._meta.table_name, name, model._meta.fields[name])
 
 
+def m012_overage_index(db) -> None:
+    """The rows whose cost passed their key's limit, indexed apart: the admin log's overage total over every
+    matching row read only those (rare) rows instead of all of them (665 ms over 30 days of a million-row
+    log, bench/console_queries.py)."""
+    db.execute_sql("CREATE INDEX IF NOT EXISTS request_log_overage ON request_log (created_at) WHERE overage_nano > 0")
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
               m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids,
-              m008_console_sessions, m009_fleet, m010_request_id, m011_money]
+              m008_console_sessions, m009_fleet, m010_request_id, m011_money, m012_overage_index]
 
 
 def schema_version() -> int:

@@ -62,3 +62,32 @@ def test_a_batch_charges_each_key_once_and_releases_each_hold_once(tmp_path):
             assert ApiKey.get_by_id("key_a").reserved_nano == 300, "a hold is released once, settled twice or not"
     finally:
         database.obj.close_all()
+
+
+def test_every_value_of_a_batch_is_stored_as_given(tmp_path):
+    """A batch travels as one JSON parameter on PostgreSQL: text with quotes, backslashes and any character,
+    exact floats and big integers, NULLs and booleans come out of the database as they went in."""
+    init_database(fresh_database_url(tmp_path, "settlevalues"))
+    try:
+        with database.connection_context():
+            migrate()
+            ApiKey.create(id="key_v", name="key_v", key_hash="v" * 8, last4="abcd", budget_nano=None, used_nano=0,
+                          reserved_nano=0)
+            started = 1764633600.123456789  # a float whose every digit counts
+            rows = {}
+            for n, (error, account, prices) in enumerate([
+                    ('a "quoted" \\ back\\slash \' and \n newline', None, '{"input":"1.25","output":"10"}'),
+                    ("émoji 😀 ∑ ‮ U+2028 \u2028 tab \t", "acc é", None),
+                    (None, "acc_1", '{"input":"0.000000001"}')]):
+                values = dict(zip(billing.LOG_FIELDS, log_row(f"v{n}", "key_v", 502, 2 ** 62 + n)))
+                values.update(created_at=started + n, error=error, account=account, prices=prices, stream=bool(n % 2),
+                              overage_nano=2 ** 63 - 1 - n, response_id=f"resp_{n}", latency_ms=n)
+                rows[f"v{n}"] = values
+            write([billing.Settlement(None, "key_v", 0, 7, started, tuple(values[name] for name in billing.LOG_FIELDS))
+                   for values in rows.values()])
+            for row_id, values in rows.items():
+                stored = RequestLog.get_by_id(row_id)
+                assert {name: getattr(stored, name) for name in billing.LOG_FIELDS} == values
+            assert ApiKey.get_by_id("key_v").used_nano == 21
+    finally:
+        database.obj.close_all()

@@ -11,6 +11,12 @@ function; cProfile's own overhead inflates code made of many small calls).
     .venv/bin/python bench/request_cost.py --db postgres
     .venv/bin/python bench/request_cost.py --only chat-1 --body-bytes 60000   # a body that is read before its key
     .venv/bin/python bench/request_cost.py --only chat-1 --body-bytes 70000   # one whose key is checked first
+
+Instructions per request, the figure that holds on a noisy machine (valgrind's callgrind counts the CPU
+instructions of the requests only; the database's and the upstream's processes are not counted):
+
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p .venv/bin/python bench/request_cost.py \
+        --only chat-1 --requests 200 --instructions
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import os
 import pstats
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's service, not the installed one
 
 from profile_summary import BUCKETS, _in  # noqa: E402
 from run import (  # noqa: E402
@@ -174,6 +182,22 @@ def profile_report(profiler: cProfile.Profile, n: int, top: int) -> str:
     return "\n".join(out)
 
 
+def instructions(action, n: int) -> float:
+    """The instructions `n` runs of `action` take in this process, counted by the callgrind it runs under."""
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+    for _ in range(n):
+        action()
+    dumped = subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True, text=True)
+    files = sorted(Path(tempfile.gettempdir()).glob(f"cg.{pid}*"), key=lambda path: path.stat().st_mtime)
+    for path in reversed(files):
+        for line in path.read_text().splitlines():
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return float(line.split()[1])
+    raise RuntimeError(f"no callgrind dump found for {pid} (run under valgrind --tool=callgrind "
+                       f"--callgrind-out-file=/tmp/cg.%p): {dumped.stdout[-300:]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -188,6 +212,8 @@ def main() -> int:
                         help="pad each request body to about N bytes (past 64 KiB the key is checked before the body)")
     parser.add_argument("--callers", action="append", default=[], metavar="NAME",
                         help="also print who calls the functions whose name contains NAME")
+    parser.add_argument("--instructions", action="store_true",
+                        help="under valgrind --tool=callgrind: print the instructions per request, nothing else")
     args = parser.parse_args()
     only = [o.strip() for item in args.only for o in item.split(",") if o.strip()]
     if args.db == "postgres" and not postgres_answers(args.postgres):
@@ -237,6 +263,10 @@ def main() -> int:
             headers = _headers(scenario, key)
             for _ in range(30):
                 one_request(client, scenario, headers)
+            if args.instructions:
+                count = instructions(lambda s=scenario, h=headers: one_request(client, s, h), n)
+                print(f"{scenario.name}: {count / n:,.0f} instructions per request")
+                continue
             started, cpu_started = time.perf_counter(), time.process_time()
             for _ in range(n):
                 one_request(client, scenario, headers)

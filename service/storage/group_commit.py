@@ -47,7 +47,7 @@ class _Job(Generic[Item]):
 
     def __init__(self, item: Item):
         self.item = item
-        self.done = threading.Event()
+        self.done: Optional[threading.Event] = None  # made for a job that waits (a leader's never does)
         self.error: Optional[BaseException] = None
         self.lead = False
 
@@ -84,8 +84,10 @@ class GroupCommit(Generic[Item]):
         """Write `item` (with whatever else is queued); returns once it is committed, raises what its write raised."""
         job = _Job(item)
         with self._lock:
-            self._queue.append(job)
             leads = not self._busy
+            if not leads:
+                job.done = threading.Event()
+            self._queue.append(job)
             self._busy = True
         if not leads:
             job.done.wait()

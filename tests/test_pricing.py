@@ -1,6 +1,11 @@
 """Pricing, the input's upper bound and the output cap's field, as pure functions."""
 from __future__ import annotations
 
+import math
+import random
+
+import pytest
+
 from service.gateway.canonical import (
     ImagePart,
     Message,
@@ -14,7 +19,7 @@ from service.gateway.canonical import (
 from service.gateway.catalog import AccountInfo
 from service.gateway.output_cap import OutputWatch, apply_cap, chat_cap_field
 from service.gateway.pricing import highest_input_price, price_tokens, token_kinds
-from service.gateway.tokens import IMAGE_BOUND, asks_for_caching, bound_request, estimate_request
+from service.gateway.tokens import IMAGE_BOUND, asks_for_caching, bound_request, estimate_request, estimate_text
 
 PRICES = {"input": 3_000_000_000, "cached_input": 300_000_000, "cache_write": None, "cache_write_1h": None,
           "output": 15_000_000_000}  # nano-USD per million tokens
@@ -88,3 +93,14 @@ def test_the_watch_never_cuts_an_upstream_that_honours_the_cap():
     assert not watch.passes(pieces)
     assert watch.passes([StreamEvent("reasoning", text="c")])
     assert [e.type for e in watch.ending()] == ["usage", "finish"] and watch.stopped
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_the_local_estimate_counts_wide_characters_as_one_token_each(seed):
+    """estimate_text counts in C what this counts a character at a time: past U+2E80 a token each, the rest
+    four characters a token."""
+    rng = random.Random(seed)
+    alphabet = ["a", " ", "é", "\u2e80", "\u2e81", "世", "界", "😀", "\U0010ffff", "\ud800", "\n", "ü", "한"]
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 300)))
+    wide = sum(1 for ch in text if ord(ch) > 0x2E80)
+    assert estimate_text(text) == (max(1, math.ceil((len(text) - wide) / 4) + wide) if text else 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from .canonical import FilePart, ImagePart, Message, ReasoningPart, Request, TextPart, ToolCallPart, ToolResultPart
 
@@ -17,11 +18,17 @@ PER_IMAGE = 800
 PER_FILE_BYTES = 3  # base64 bytes per token for documents, roughly
 
 
+WIDE_RUN = re.compile("[\u2e81-\U0010ffff]+")  # CJK and the rest past U+2E80: a token each
+
+
 def estimate_text(text: str) -> int:
-    """Tokens in a piece of text (never 0 for non-empty text)."""
+    """Tokens in a piece of text (never 0 for non-empty text).
+
+    The wide characters are counted in C (ASCII has none; the others in runs): a character at a time in
+    Python cost 20 µs per KiB of prompt, 2 ms for a coding agent's 100 KiB (bench/README.md)."""
     if not text:
         return 0
-    wide = sum(1 for ch in text if ord(ch) > 0x2E80)
+    wide = 0 if text.isascii() else sum(map(len, WIDE_RUN.findall(text)))
     return max(1, math.ceil((len(text) - wide) / 4) + wide)
 
 

@@ -59,8 +59,8 @@ def remember_headers(account_id: str, headers: dict) -> None:
     limit is spent (no process may call the account meanwhile), else off the call's path, at most every
     PERSIST_EVERY seconds per account and process (what every grant reads is at most that old)."""
     now = time.time()
-    # whether a limit is spent needs no time: parsed at 0, the same reading's parse is shared (parse_rate_limits)
-    spent = any(reading.get("remaining") == 0 for reading in parse_rate_limits(headers, 0.0).values())
+    # parsed as of `now`, the time it is kept under: routing's headroom reads this very parse (parse_rate_limits)
+    spent = any(reading.get("remaining") == 0 for reading in parse_rate_limits(headers, now).values())
     with _lock:
         _last[account_id] = (now, headers)
         _unwritten[account_id] = (now, headers)

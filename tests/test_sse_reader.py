@@ -11,22 +11,21 @@ from service.gateway.sse import read_events
 
 
 def line_by_line(stream: bytes) -> list:
-    """The reference: each line alone, as the SSE specification reads them (LF or CRLF ends; no bare CR)."""
-    events, event, data = [], None, []
-    lines = stream.split(b"\n")
-    for raw in lines[:-1]:  # the last piece has no line end yet: never read
+    """The reference: the stream's ended lines (LF or CRLF; no bare CR) gathered into blocks at each blank
+    line, each block's fields read as the SSE specification reads them."""
+    events, fields = [], []
+    for raw in stream[:stream.rfind(b"\n") + 1].split(b"\n")[:-1]:  # a last piece without its line end: unread
         line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-        if not line:
-            if data:
-                events.append((event, "\n".join(data)))
-            event, data = None, []
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
+        if line:
+            if not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields.append((name, value[1:] if value.startswith(" ") else value))
+            continue
+        data = [value for name, value in fields if name == "data"]
+        names = [value for name, value in fields if name == "event"]
+        if data:
+            events.append((names[-1] if names else None, "\n".join(data)))
+        fields = []
     return events
 
 

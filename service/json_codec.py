@@ -1,7 +1,7 @@
 """JSON on the gateway's hot path: orjson where it gives what the standard library gives, the library otherwise.
 
 Every call reads and writes JSON several times (the client's body, the upstream's request and answer, each
-event of a stream); orjson does it in a quarter of the time (bench/README.md). Its values are the standard
+event of a stream); orjson itself takes a quarter of the time (bench/README.md). Its values are the standard
 library's for every valid JSON text but one case, integers past 64 bits (it makes them floats): a text with
 19 digits in a row is read by the standard library, as is any text orjson refuses (NaN, lone surrogates:
 `json.loads` accepts those, or raises its own ValueError), and any long text (the look for long numbers costs
@@ -25,7 +25,7 @@ SMALL = 8192  # characters: past this, looking for long numbers costs what orjso
 
 def exact_for_orjson(text: Union[bytes, str]) -> bool:
     """Whether orjson is worth it on `text` and reads it to the standard library's value: a small text with no
-    integer that can be past 64 bits (found by two passes in C; a regular expression takes ten times as long)."""
+    integer that can be past 64 bits (found by two passes in C; a regular expression takes six times as long)."""
     if len(text) > SMALL:
         return False
     data = text if type(text) is bytes else text.encode("utf-8", "surrogatepass")

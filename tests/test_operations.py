@@ -315,8 +315,12 @@ def check_json_access_lines(server, upstream) -> None:
         openai.OpenAI(base_url=server.v1, api_key=key["key"] + "x", max_retries=0).chat.completions.create(
             model="logs-gpt", messages=[{"role": "user", "content": "refused"}])
     requests.get(server.v1 + "/ping", timeout=10)
-    lines = json_lines(server)
-    access = [line for line in lines if line.get("logger") == "onekeyllm.access"]
+    deadline = time.time() + 10  # access lines are written once each answer is closed, after its last byte
+    while True:
+        access = [line for line in json_lines(server) if line.get("logger") == "onekeyllm.access"]
+        if any(a["route"] == "/v1/ping" for a in access) or time.time() > deadline:
+            break
+        time.sleep(0.05)
     mine = [line for line in access if line.get("request_id") == request_id]
     assert len(mine) == 1, mine
     line = mine[0]
@@ -346,7 +350,13 @@ def test_json_logs_under_gunicorn(two_workers, upstream):
 def test_text_logs_stay_the_default_with_the_request_id(gateway):
     answer = chat(gateway, gateway.create_key(budget="1", name="text-log")["key"], **{"x-request-id": "text-log-1"})
     assert answer.status_code == 200
-    lines = [line for line in gateway.log_text().splitlines() if "request_id=text-log-1" in line]
+    # the access line is written once the answer is closed, after its last byte: the client may read the log first
+    deadline = time.time() + 10
+    while True:
+        lines = [line for line in gateway.log_text().splitlines() if "request_id=text-log-1" in line]
+        if lines or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert len(lines) == 1 and "onekeyllm.access" in lines[0] and not lines[0].startswith("{")
 
 

@@ -14,7 +14,7 @@ hold, are written as `null`, valid JSON, not as `NaN`.
 from __future__ import annotations
 
 import json
-from typing import Union
+from typing import Callable, Union
 
 import orjson
 
@@ -32,14 +32,17 @@ def exact_for_orjson(text: Union[bytes, str]) -> bool:
     return _LONG_NUMBER not in data.translate(_DIGITS_AS_NINES)
 
 
-def loads(text: Union[bytes, str]):
-    """`json.loads(text)`: the same value, or the same ValueError."""
+def loads(text: Union[bytes, str], reading: Callable = json.loads):
+    """`reading(text)` (`json.loads`, or a stricter reading built on it): the same value, or the same error.
+
+    A stricter reading refuses no text orjson takes: orjson itself refuses NaN, Infinity, numbers past a double
+    and lone surrogates, which the standard library accepts (or says why not)."""
     if exact_for_orjson(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
-            pass  # the standard library accepts more (NaN, lone surrogates), or says why not
-    return json.loads(text)
+            pass
+    return reading(text)
 
 
 def dumps(value) -> bytes:

@@ -37,6 +37,7 @@ from ..gateway.upstreams.http import Timeouts
 from ..money import usd
 from ..storage import rollups
 from ..storage.db import connected, is_postgres
+from ..storage.migrations import OVERAGE_INDEX
 from ..storage.models import ApiKey, RequestLog
 from ..storage.ratelimit import count_in_window
 from .blueprint import Blueprint
@@ -371,7 +372,7 @@ def _overage_total(condition: pw.Expression) -> int:
     log = RequestLog
     query = log.select(pw.fn.SUM(log.overage_nano)).where(condition & (log.overage_nano > pw.SQL("0")))
     if not is_postgres():  # the partial index's own condition is spelled out (a literal): SQLite can take it
-        query = query.from_(pw.SQL('"request_log" AS "t1" INDEXED BY "request_log_overage"'))
+        query = query.from_(pw.SQL(f'"request_log" AS "t1" INDEXED BY "{OVERAGE_INDEX}"'))
     return int(query.scalar() or 0)
 
 

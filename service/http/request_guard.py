@@ -8,12 +8,11 @@ import re
 from typing import Optional
 from urllib.parse import parse_qsl
 
-import orjson
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import json_codec
 from ..api_error import ApiError
-from ..json_codec import exact_for_orjson
 
 
 def reject_nul_in_url() -> None:
@@ -79,11 +78,10 @@ def strict_json(raw: bytes):
     """The value of a UTF-8 JSON text; ValueError for invalid JSON, NotStrictJson for NaN, Infinity, numbers
     past a double's range and lone surrogates (`"\\ud800"`, which no UTF-8 encoder takes)."""
     text = raw.decode("utf-8-sig")  # strict (a UTF-8-encoded surrogate is refused here); a BOM is dropped
-    if exact_for_orjson(text):
-        try:  # orjson refuses NaN, Infinity, numbers past a double and lone surrogates itself (json_codec.py)
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # the strict decoder says why
+    return json_codec.loads(text, _strict_reading)  # orjson where it reads the same (json_codec.py)
+
+
+def _strict_reading(text: str):
     value = STRICT_DECODER.decode(text)
     if "\\ud" in text or "\\uD" in text:  # only an escape makes a surrogate: is one of them alone?
         escapes = ESCAPED_BACKSLASH.sub("", text) if "\\\\" in text else text  # each backslash left escapes

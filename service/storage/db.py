@@ -14,7 +14,7 @@ from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 
 class _Proxy(pw.DatabaseProxy):
-    """peewee's DatabaseProxy, with the bound database's busiest names found on the class. A name the proxy does
+    """peewee's DatabaseProxy, with the bound database's names found on the class. A name the proxy does
     not have costs an AttributeError, its message formatted, before `__getattr__` forwards it: 32 of them a
     gateway call, 2.5 % of its instructions (bench/README.md)."""
 
@@ -28,9 +28,9 @@ def _forwarded(name: str) -> property:
     return property(bound)
 
 
-for _name in ("transaction_depth", "execute_sql", "execute", "is_closed", "close", "connect", "begin", "commit",
-              "rollback", "push_transaction", "pop_transaction", "_run_commit_callbacks", "param", "cursor",
-              "connection", "in_transaction", "get_sql_context", "returning_clause", "last_insert_id"):
+# every name of peewee's databases the proxy does not answer itself (its `atomic`, `obj`, … stay its own)
+for _name in {name for kind in (pw.SqliteDatabase, pw.PostgresqlDatabase) for name in dir(kind)
+              if not name.startswith("__") and not hasattr(pw.DatabaseProxy, name)}:
     setattr(_Proxy, _name, _forwarded(_name))
 
 database = _Proxy()

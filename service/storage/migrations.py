@@ -9,6 +9,7 @@ from . import models as m
 from .db import database, is_postgres
 
 SCHEMA_VERSION_KEY = "schema_version"
+OVERAGE_INDEX = "request_log_overage"  # m012: the request-log rows that have an overage
 
 
 def m001_initial(db) -> None:
@@ -119,7 +120,7 @@ def m012_overage_index(db) -> None:
     """The rows whose cost passed their key's limit, indexed apart: the admin log's overage total over every
     matching row read only those (rare) rows instead of all of them (665 ms over 30 days of a million-row
     log, bench/console_queries.py)."""
-    db.execute_sql("CREATE INDEX IF NOT EXISTS request_log_overage ON request_log (created_at) WHERE overage_nano > 0")
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {OVERAGE_INDEX} ON request_log (created_at) WHERE overage_nano > 0")
 
 
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,

@@ -310,13 +310,10 @@ def test_two_hundred_faulty_requests_leave_no_socket_thread_greenlet_or_memory_b
     after = settle_down(pid, before["total"] + 5)
     assert after["close_wait"] == 0, f"sockets the upstream closed and the gateway kept: {after}"
     assert after["total"] <= before["total"] + 5, f"open sockets grew from {before} to {after}"
-    # new upstream connections resolve their host in gevent's pool of resolver threads (at most 10), which grows
-    # towards a load's peak of connects, batch after batch; a leak passes that bound over a second batch
-    assert set(run(200)) <= {200, 429, 502, 503, 504}
-    assert status_value(pid, "Threads") <= threads + 10, f"threads grew from {threads} past the resolver's pool"
+    assert status_value(pid, "Threads") <= threads + 2
     assert live_greenlets(impatient) <= greenlets + 2, "greenlets left behind by faulty requests"
     grown_mb = (status_value(pid, "VmRSS") - rss) / 1024
-    assert grown_mb < 40, f"RSS grew by {grown_mb:.0f} MB over 400 faulty requests"
+    assert grown_mb < 40, f"RSS grew by {grown_mb:.0f} MB over 200 faulty requests"
     assert impatient.process.poll() is None
     assert "Traceback" not in impatient.log_text()
 

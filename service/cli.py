@@ -171,9 +171,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from . import create_app
     from .http.draining import stop_server
+    from .http.resolver import answer_numeric_hosts_at_once
     from .http.wsgi_server import make_server
     from .observability.metrics_dir import make_instance_dir, remove_instance_dir
 
+    answer_numeric_hosts_at_once()
     settings = _settings()
     host, port = parse_bind(settings.bind)
     host, port = args.host or host, args.port or port

@@ -231,7 +231,9 @@ class KeyOutSchema(ma.Schema):
 class DiagnosticsSchema(ma.Schema):
     object = fields.String()
     pid = fields.Integer()
-    greenlets = fields.Integer()
+    greenlets = fields.Integer(metadata={"description": "Live greenlets of the serving thread"})
+    pool_threads = fields.Integer(metadata={"description": "Threads of gevent's pool, which looks host names up and "
+                                                          "checkpoints SQLite (bounded: 10)"})
     open_fds = fields.Integer(allow_none=True)
     db_connections_in_use = fields.Integer()
     db_connections_idle = fields.Integer()

@@ -23,3 +23,9 @@ class StrictGeventPyWSGIWorker(GeventPyWSGIWorker):
         settings = Settings.from_env()
         self.wsgi_handler = strict_handler(AccessLoggingHandler, settings.header_timeout, settings.body_timeout)
         super().init_process()
+
+    def patch(self):
+        super().patch()
+        from .resolver import answer_numeric_hosts_at_once
+
+        answer_numeric_hosts_at_once()

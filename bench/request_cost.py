@@ -212,6 +212,8 @@ def main() -> int:
                         help="pad each request body to about N bytes (past 64 KiB the key is checked before the body)")
     parser.add_argument("--callers", action="append", default=[], metavar="NAME",
                         help="also print who calls the functions whose name contains NAME")
+    parser.add_argument("--save-profile", metavar="FILE", help="also write the cProfile of each scenario to FILE.<name> "
+                        "(pstats: e.g. sorted by cumulative time)")
     parser.add_argument("--instructions", action="store_true",
                         help="under valgrind --tool=callgrind: print the instructions per request, nothing else")
     args = parser.parse_args()
@@ -289,6 +291,8 @@ def main() -> int:
             for _ in range(n):
                 one_request(client, scenario, headers)
             profiler.disable()
+            if args.save_profile:
+                profiler.dump_stats(f"{args.save_profile}.{scenario.name}")
             print(profile_report(profiler, n, args.top))
             for pattern in args.callers:
                 print(callers_report(profiler, pattern, n))

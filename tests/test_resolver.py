@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     import gevent
     import urllib3
     from gevent.server import StreamServer
-    from service.gateway.upstreams.connections import use_lean_connections
+    from service.gateway.upstreams.connections import Pool, send
     from service.http.resolver import answer_numeric_hosts_at_once
 
     if sys.argv[1] == "ours":
@@ -47,17 +47,14 @@ SCRIPT = textwrap.dedent("""
     port = server.server_port
 
     def call(host):
-        pool = urllib3.HTTPConnectionPool(host, port, retries=False)
-        use_lean_connections(pool)
-        return pool.request("POST", "/v1/chat/completions", body=b"{}").data.decode()
+        pool = Pool("http", host, port)  # the gateway's upstream transport: urllib3 opens the connection
+        return send(pool.connection(5), "POST", "/v1/chat/completions", b"", b"{}", 5, pool.host_header).read().decode()
 
     answers = [g.value for g in gevent.joinall([gevent.spawn(call, "127.0.0.1") for _ in range(30)],
                                                raise_error=True)]
     numeric = pool_threads()
-    refused = urllib3.HTTPConnectionPool("127.0.0.1", 1, retries=False)
-    use_lean_connections(refused)
     try:
-        refused.request("GET", "/")
+        Pool("http", "127.0.0.1", 1).connection(5)
     except urllib3.exceptions.NewConnectionError as error:
         refusal = type(error).__name__
     named = call("localhost")

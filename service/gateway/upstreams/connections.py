@@ -1,15 +1,25 @@
-"""urllib3 connections that cost fewer system calls per upstream call, with urllib3's behaviour unchanged.
+"""Upstream connections: urllib3 opens them, the standard library's http.client reads the answers.
 
-- The check for a dropped idle connection is one native `poll` with no timeout. Before it reuses a pooled
-  connection urllib3 asks whether the server closed it meanwhile: a zero-timeout poll of the socket. Under
-  gevent's monkey-patching `select.poll` is gevent's emulation, which sets up watchers and goes round the
-  event loop even for a zero timeout: 17 µs against 1 µs for the system call (bench/README.md). A
-  zero-timeout poll never blocks, so the native one is safe in a greenlet.
-- The request's head leaves in one send with the body's first piece. urllib3 sends them apart: on loopback
-  each send costs the receiver's TCP work too, and two sends wake the upstream twice.
+A pool per account keeps idle keep-alive connections. A request is one send, its head and body together,
+written on a connection urllib3 made (`urllib3.connection.HTTPConnection` / `HTTPSConnection`: name
+resolution, connect timeout, TLS and its checks, and the errors the gateway maps); the answer's status line,
+headers and body are read by `http.client.HTTPResponse`, which keeps HTTP/1.1's rules (chunked or
+`Content-Length` bodies, `Connection: close`, HTTP/1.0). This is what urllib3's `urlopen` does too, less
+its general machinery (a `Retry` and a `Timeout` per call, header validation per header, the response
+wrapper, its header dictionary): 225 → 105 µs of CPU per upstream call on the bench machine (bench/README.md).
+Streams and compressed bodies still get urllib3's response (its chunk reader, its decoders).
+
+- A pooled connection is checked before it is reused: a server that closed it while idle made it readable
+  (EOF). The check is one native `poll` with no timeout: under gevent's monkey-patching `select.poll` is an
+  emulation that goes round the event loop even for a zero timeout (17 µs against 1 µs). A zero-timeout
+  poll never blocks, so the native one is safe in a greenlet.
+- A body up to COALESCE_LIMIT leaves in the same send as the head: on loopback each send costs the
+  receiver's TCP work too, and two sends wake the upstream twice. A larger one is not copied onto it.
 """
 from __future__ import annotations
 
+import http.client
+import re
 import select
 from typing import Optional
 
@@ -23,7 +33,11 @@ except ImportError:  # pragma: no cover - no gevent: select.poll is the native o
     native_poll = select.poll
 
 READABLE = select.POLLIN  # an error or a hang-up is reported whatever is asked
-COALESCE_LIMIT = 64 * 1024  # a first body piece up to this size is sent with the head
+COALESCE_LIMIT = 64 * 1024  # a body up to this size is sent with the head
+MAX_IDLE = 256  # idle connections kept per pool
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
 
 def readable_now(sock) -> bool:
@@ -33,57 +47,81 @@ def readable_now(sock) -> bool:
     return bool(poller.poll(0))
 
 
-class _Lean:
-    _head: Optional[bytes] = None  # the request's head, held for the body's first piece
-    _holding = False
-
-    @property
-    def is_connected(self) -> bool:
-        # urllib3's own test: connected while nothing is readable on an idle connection (a server that
-        # closed it makes it readable: EOF)
-        return self.sock is not None and not readable_now(self.sock)
-
-    def endheaders(self, message_body=None, *, encode_chunked=False):
-        self._holding = True  # http.client sends the head from here: the next send is held (send below)
-        try:
-            super().endheaders(message_body, encode_chunked=encode_chunked)
-        except BaseException:
-            self._holding, self._head = False, None
-            raise
-
-    def send(self, data):
-        if self._holding:
-            self._holding = False
-            if isinstance(data, (bytes, bytearray)):
-                self._head = bytes(data)
-                return
-        head, self._head = self._head, None
-        if head is not None:
-            if isinstance(data, (bytes, bytearray)) and len(data) <= COALESCE_LIMIT:
-                data = head + data
-            else:
-                super().send(head)
-        super().send(data)
-
-    def getresponse(self):
-        head, self._head, self._holding = self._head, None, False
-        if head is not None:  # a request without a body: its head alone
-            super().send(head)
-        return super().getresponse()
-
-    def close(self):
-        self._head, self._holding = None, False
-        super().close()
+def header_lines(headers: dict) -> bytes:
+    """`name: value\\r\\n` lines of `headers` (names and values as http.client encodes them); ValueError for a
+    name that is no token or a value with a line break or NUL, which could smuggle another header in."""
+    lines = []
+    for name, value in headers.items():
+        name_bytes = name.encode("ascii") if isinstance(name, str) else bytes(name)
+        value_bytes = str(value).encode("latin-1") if not isinstance(value, bytes) else value
+        if not _FIELD_NAME.match(name_bytes):
+            raise ValueError(f"Invalid header name {name!r}")
+        if _BAD_VALUE.search(value_bytes):
+            raise ValueError(f"Invalid header value for {name!r}")
+        lines.append(name_bytes + b": " + value_bytes + b"\r\n")
+    return b"".join(lines)
 
 
-class Connection(_Lean, HTTPConnection):
-    pass
+class Pool:
+    """Idle keep-alive connections to one origin; new ones opened by urllib3's connection classes."""
+
+    def __init__(self, scheme: str, host: str, port: Optional[int], tls: Optional[dict] = None):
+        self.scheme = scheme
+        self.host = host.strip("[]")
+        self.port = port or DEFAULT_PORTS[scheme]
+        self.connection_class = HTTPSConnection if scheme == "https" else HTTPConnection
+        self.tls = tls or {}
+        literal = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = literal if self.port == DEFAULT_PORTS[scheme] else f"{literal}:{self.port}"
+        self._idle: list = []
+        self.closed = False
+
+    def connection(self, connect_timeout: float):
+        """An idle connection still open, or a new one, connected (urllib3's connect errors raise)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.sock is not None and not readable_now(conn.sock):
+                return conn
+            conn.close()  # the server closed it meanwhile (or sent what nobody asked for)
+        conn = self.connection_class(self.host, self.port, timeout=connect_timeout, **self.tls)
+        conn.connect()
+        return conn
+
+    def put(self, conn) -> None:
+        """Back to the idle ones if it is still open and there is room; closed otherwise."""
+        if conn.sock is None or self.closed or len(self._idle) >= MAX_IDLE:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    _put_conn = put  # the name urllib3's response gives a connection back by (`release_conn`)
+
+    def close(self) -> None:
+        self.closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
-class TlsConnection(_Lean, HTTPSConnection):
-    pass
-
-
-def use_lean_connections(pool) -> None:
-    """Make `pool` (urllib3's HTTP or HTTPS pool) open connections of these classes."""
-    pool.ConnectionCls = TlsConnection if issubclass(pool.ConnectionCls, HTTPSConnection) else Connection
+def send(conn, method: str, target: str, head_lines: bytes, body: Optional[bytes], read_timeout: float,
+         host_header: str) -> http.client.HTTPResponse:
+    """Write one request on `conn` and read its answer's head; the body is left to read."""
+    head = [f"{method} {target} HTTP/1.1\r\nHost: {host_header}\r\n".encode("latin-1"), head_lines]
+    if body is not None or method in ("POST", "PUT", "PATCH"):
+        head.append(b"Content-Length: %d\r\n" % len(body or b""))
+    head.append(b"\r\n")
+    data = b"".join(head)
+    sock = conn.sock
+    sock.settimeout(read_timeout)
+    if body and len(body) > COALESCE_LIMIT:
+        sock.sendall(data)
+        sock.sendall(body)
+    else:
+        sock.sendall(data + body if body else data)
+    response = http.client.HTTPResponse(sock, method=method)
+    try:
+        response.begin()
+    except BaseException:
+        response.close()  # its reader holds the socket open: closing the connection alone would not
+        raise
+    return response

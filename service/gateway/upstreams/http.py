@@ -7,6 +7,7 @@ response wrapper) cost more CPU than the call itself — 1.2–1.5 ms against
 """
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import threading
@@ -25,7 +26,7 @@ from urllib3.exceptions import (
 
 from ... import json_codec
 from ..sse import read_events
-from .connections import use_lean_connections
+from .connections import Pool, header_lines, send
 from .scrub import credentials_in, is_error_event, scrub
 
 RATE_LIMIT_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
@@ -182,43 +183,78 @@ class UpstreamResponse:
         self._response.release_conn()
 
 
+class Preloaded:
+    """A non-streamed answer read whole (its connection already back in the pool): what UpstreamResponse and
+    the error path read of urllib3's response, for the plain bodies http.client reads alone."""
+
+    __slots__ = ("status", "headers", "data")
+    chunked = False
+
+    def __init__(self, status: int, headers, data: bytes):
+        self.status, self.headers, self.data = status, headers, data
+
+    def release_conn(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class HttpClient:
     """One connection pool for one account (kept per worker, reused across requests)."""
 
     def __init__(self, base_url: str, headers: dict, timeouts: Timeouts):
         self.base_url = base_url.rstrip("/")
-        self.prefix = urllib3.util.parse_url(self.base_url).path or ""
+        url = urllib3.util.parse_url(self.base_url)
+        self.prefix = url.path or ""
         self.timeouts = timeouts
         self.headers = {"User-Agent": "onekeyllm", **headers}
+        if not any(name.lower() == "accept-encoding" for name in self.headers):
+            self.headers["Accept-Encoding"] = "identity"  # what http.client asks for unless told otherwise
+        self.head_lines = header_lines(self.headers)
         self.credentials = credentials_in(self.headers)  # cut out of every error text this upstream sends
-        self.pool = urllib3.connection_from_url(self.base_url, maxsize=256, block=False, retries=False,
-                                                **_tls_options(self.base_url))
-        use_lean_connections(self.pool)
+        self.pool = Pool(url.scheme or "http", url.host or "", url.port, _tls_options(self.base_url))
 
     def request(self, method: str, path: str, *, body: Optional[bytes] = None, headers: Optional[dict] = None,
                 stream: bool = False, read_timeout: Optional[float] = None) -> UpstreamResponse:
         """Send one request; non-2xx answers and transport failures raise UpstreamError."""
-        timeout = urllib3.Timeout(connect=self.timeouts.connect, read=read_timeout or self.timeouts.read)
+        pool = self.pool
+        conn = answer = None
         try:
-            response = self.pool.urlopen(method, self.prefix + path, body=body,
-                                         headers={**self.headers, **headers} if headers else self.headers,
-                                         timeout=timeout, retries=False, redirect=False,
-                                         preload_content=not stream, assert_same_host=False)
+            conn = pool.connection(self.timeouts.connect)
+            head = self.head_lines + header_lines(headers) if headers else self.head_lines
+            answer = send(conn, method, self.prefix + path, head, body, read_timeout or self.timeouts.read,
+                          pool.host_header)
+            keep = not answer.will_close
+            if not keep:
+                conn.close()  # as http.client does: the answer's reader keeps the socket until it is read
+            if stream and answer.status < 300 or _encoded(answer):
+                response = _wrapped(answer, conn if keep else None, pool, method, preload=not stream)
+            else:
+                response = Preloaded(answer.status, answer.msg, answer.read())
+                if keep:
+                    pool.put(conn)
+            conn = answer = None
         except (NameResolutionError, NewConnectionError) as exc:  # before ConnectTimeoutError: a subclass of it
             reason = "could not be resolved" if isinstance(exc, NameResolutionError) \
                 else "refused or dropped the connection"
             raise UpstreamError("connect", f"The upstream {reason}.") from None
         except ConnectTimeoutError:
             raise UpstreamError("timeout", "Timed out connecting to the upstream.") from None
-        except ReadTimeoutError:
+        except (ReadTimeoutError, TimeoutError):  # socket.timeout is TimeoutError
             raise UpstreamError("timeout", "The upstream did not answer in time.") from None
-        except (HTTPError, OSError) as exc:  # ProtocolError (a hang-up), SSLError, socket errors
+        except (HTTPError, http.client.HTTPException, OSError) as exc:  # a hang-up, a bad status line, TLS, sockets
             raise UpstreamError("connect", f"The upstream refused or dropped the connection ({type(exc).__name__}).") \
                 from None
+        finally:
+            if conn is not None:  # failed midway: the connection is in an unknown state
+                if answer is not None:
+                    answer.close()  # its reader holds the socket open too
+                conn.close()
         if response.status >= 300:
             try:
                 message, error_type = _error_message(response, self.credentials)
-            except (HTTPError, OSError):
+            except (HTTPError, http.client.HTTPException, OSError):
                 message, error_type = f"HTTP {response.status}", None
             finally:
                 response.release_conn()
@@ -230,6 +266,24 @@ class HttpClient:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _encoded(answer: http.client.HTTPResponse) -> bool:
+    """Whether the answer's body is compressed (urllib3 decodes it), though identity was asked for."""
+    encoding = answer.getheader("Content-Encoding")
+    return bool(encoding) and encoding.strip().lower() != "identity"
+
+
+def _wrapped(answer: http.client.HTTPResponse, conn, pool: Pool, method: str, preload: bool) -> urllib3.HTTPResponse:
+    """urllib3's response over http.client's: its chunk reader for streams, its decoders for compressed bodies;
+    `release_conn` gives the connection back to `pool`."""
+    response = urllib3.HTTPResponse(body=answer, headers=urllib3.HTTPHeaderDict(answer.getheaders()), status=answer.status,
+                                    version=answer.version, reason=answer.reason, preload_content=preload,
+                                    decode_content=True, original_response=answer, pool=pool, connection=conn,
+                                    enforce_content_length=True, request_method=method)
+    if preload:
+        response.release_conn()
+    return response
 
 
 def _tls_options(url: str) -> dict:

@@ -171,3 +171,63 @@ def test_a_stream_read_to_its_end_gives_its_connection_back(echo):
     next(cut.iter_bytes())
     cut.close()  # not read to its end: its connection cannot be reused
     assert all(conn.sock is not None for conn in client.pool._idle) and len(client.pool._idle) == 0
+
+
+@pytest.fixture(scope="module")
+def tls_echo(tmp_path_factory):
+    """The same server behind TLS, its certificate (self-signed, for 127.0.0.1 and localhost) in a file."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], str(cert_file)
+    server.shutdown()
+
+
+def test_https_upstreams_are_verified_and_spoken_to_over_tls(tls_echo):
+    port, cert_file = tls_echo
+    untrusted = HttpClient(f"https://127.0.0.1:{port}/v1", {}, Timeouts(5, 5))
+    assert untrusted.pool.tls["cert_reqs"] == "CERT_REQUIRED"  # verified against the CA bundle by default
+    with pytest.raises(UpstreamError) as refused:
+        untrusted.request("POST", "/chat/completions", body=b"{}")
+    assert refused.value.kind == "connect" and "SSLCertVerificationError" in refused.value.message
+
+    for host in ("127.0.0.1", "localhost"):  # an IP address and a name, each checked against the certificate
+        client = HttpClient(f"https://{host}:{port}/v1", {"Authorization": "Bearer sk-up"}, Timeouts(5, 5))
+        client.pool.tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": cert_file}  # this server's certificate trusted
+        first = client.request("POST", "/chat/completions", body=b'{"a": 1}')._response.data
+        assert first.startswith(b"POST /v1/chat/completions ") and first.endswith(b'{"a": 1}')
+        streamed = client.request("POST", "/chunked", body=b"over tls", stream=True)
+        assert b"".join(streamed.iter_bytes()).endswith(b"over tls")
+        assert len(client.pool._idle) == 1 and client.pool._idle[0].sock is not None  # one TLS connection, kept
+    with pytest.raises(UpstreamError) as mismatch:  # trusted, but not for this name
+        client = HttpClient(f"https://127.0.0.2:{port}/v1", {}, Timeouts(5, 5))
+        client.pool.tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": cert_file}
+        client.request("GET", "/models")
+    assert mismatch.value.kind == "connect"

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlparse
 
 import requests
@@ -44,6 +46,11 @@ def test_answers_carry_the_edge_headers_and_the_clients_request_id(gateway):
         assert answer.headers["Content-Type"] == "application/json"
         assert int(answer.headers["Content-Length"]) == len(answer.content)
         assert "Access-Control-Allow-Origin" not in answer.headers  # CORS is off unless configured
+        date = answer.headers["Date"]  # one, as the server adds it elsewhere (requests joins repeated ones)
+        assert date.count("GMT") == 1 and abs(parsedate_to_datetime(date).timestamp() - time.time()) < 5, date
+    streamed = requests.post(gateway.v1 + "/chat/completions", json={**CHAT, "stream": True}, timeout=30,
+                             headers={"Authorization": f"Bearer {key}"})
+    assert streamed.status_code == 200 and streamed.headers["Date"].count("GMT") == 1
     insane = post(gateway, "/chat/completions", CHAT, {"Authorization": f"Bearer {key}", "x-request-id": "a b"})
     assert insane.headers["x-request-id"].startswith("req_") and len(insane.headers["x-request-id"]) == 36
     assert '"route": "/v1/responses"' in gateway.log_text() or "route=/v1/responses" in gateway.log_text()

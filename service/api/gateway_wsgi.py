@@ -10,6 +10,7 @@ these routes stay, for the OpenAPI document, and answer alike if they are ever r
 """
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 from typing import Callable, Iterable, Optional
 
@@ -17,7 +18,7 @@ from .. import json_codec
 from ..gateway.pipeline import Answer
 from ..http.access import finish_call, new_trace, trace_headers
 from ..http.errors import as_api_error, error_headers, error_payload, is_anthropic_path
-from ..http.headers import SECURITY_HEADERS, allowed_origin
+from ..http.headers import SECURITY_HEADERS, allowed_origin, http_date
 from ..http.inbound import Inbound
 from ..observability.calls import CallTrace
 from ..storage.db import close_connection
@@ -54,6 +55,7 @@ def lean_gateway(flask_wsgi: Callable, state) -> Callable:
             raise
         headers += trace_headers(trace)
         headers += SECURITY_HEADERS.items()
+        headers.append(("Date", http_date(time.time())))  # the server's own Date, made once a second
         origin = allowed_origin(settings.cors_origins, req.header("Origin") or None)
         if origin:
             headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]

@@ -160,17 +160,28 @@ def _parse_cached(items: tuple, observed_at: float) -> dict:
     return _parse(items, observed_at)
 
 
+@functools.lru_cache(maxsize=256)
+def _reading_of(name: str) -> Optional[tuple]:
+    """(kind, field) of a rate-limit header's name (`x-ratelimit-remaining-tokens` → ("tokens", "remaining")),
+    None for another header: worked out once per name (an upstream sends the same few on every answer)."""
+    name = name.lower()
+    match = _OPENAI_HEADER.match(name)
+    if match:
+        return match.group(2).replace("-", "_"), match.group(1)
+    match = _ANTHROPIC_HEADER.match(name)
+    if match:
+        return match.group(1).replace("-", "_"), match.group(2)
+    return None
+
+
 def _parse(items, observed_at: float) -> dict:
     parsed: dict = {}
     for name, value in items:
-        name = name.lower()
-        match = _OPENAI_HEADER.match(name)
-        kind, field = (match.group(2), match.group(1)) if match else (None, None)
-        if not match and (match := _ANTHROPIC_HEADER.match(name)):
-            kind, field = match.group(1), match.group(2)
-        if kind is None:
+        reading = _reading_of(name) if isinstance(name, str) else None
+        if reading is None:
             continue
-        entry = parsed.setdefault(kind.replace("-", "_"), {})
+        kind, field = reading
+        entry = parsed.setdefault(kind, {})
         if field == "reset":
             resets_at = _reset_time(str(value), observed_at)
             if resets_at is not None:

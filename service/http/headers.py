@@ -1,9 +1,12 @@
 """Response headers set on every answer: security headers, and CORS only when configured."""
 from __future__ import annotations
 
+from email.utils import formatdate
 from typing import Optional
 
 from flask import Flask, Response, request
+
+from ..observability.logs import SecondCache
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 PAGE_HEADERS = {
@@ -13,6 +16,14 @@ PAGE_HEADERS = {
                                 "connect-src 'self'; frame-ancestors 'none'"),
 }
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta"
+
+
+http_date_of = SecondCache(lambda second: formatdate(second, usegmt=True))  # "Fri, 04 Dec 2026 19:40:00 GMT"
+
+
+def http_date(now: float) -> str:
+    """`now` as an HTTP `Date` (RFC 9110's IMF-fixdate), formatted once a second: what the server would add."""
+    return http_date_of(now)
 
 
 def allowed_origin(origins: Optional[str], origin: Optional[str]) -> Optional[str]:

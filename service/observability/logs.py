@@ -20,8 +20,8 @@ def _fields(record: logging.LogRecord) -> dict:
     return fields if isinstance(fields, dict) else {}
 
 
-class _SecondCache:
-    """A time format applied once per second (every access line asks for it)."""
+class SecondCache:
+    """A time format applied once per second (every access line and every answer's Date header asks for it)."""
 
     def __init__(self, render):
         self._render = render
@@ -35,8 +35,8 @@ class _SecondCache:
         return cached[1]
 
 
-_UTC_SECOND = _SecondCache(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-_LOCAL_SECOND = _SecondCache(lambda second: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+_UTC_SECOND = SecondCache(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+_LOCAL_SECOND = SecondCache(lambda second: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
 
 
 class JsonFormatter(logging.Formatter):

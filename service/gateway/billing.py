@@ -297,6 +297,7 @@ class Settlement:
     charge: int
     now: float
     log_row: tuple
+    also: Optional["_Statement"] = None  # one more write committed with it (a stored response)
 
 
 # Deleting the hold is the claim on its amount (see holds.py): released once, by whoever deletes it.
@@ -334,8 +335,12 @@ SELECT {_LOG_COLUMNS} FROM json_populate_recordset(NULL::request_log, (SELECT ba
 SETTLE_MANY_POSTGRES = ServerPrepared(SETTLE_MANY_SQL_POSTGRES)
 
 
-def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
+def settle(reservation: Optional[Reservation], entry: LogEntry, also: Optional[tuple] = None) -> int:
     """Release the hold, charge the real cost and settle the log row; returns the charge.
+
+    `also`: one more write statement (SQL, params) committed with it: on SQLite in the same transaction, on
+    PostgreSQL just before it (a statement that commits without waiting for the WAL flush becomes durable with
+    the settlement's synchronous commit).
 
     The charge is the cost; only a cost past the hold (an upstream that reported more than its bound) is
     charged up to the key's limit, the rest recorded as the row's overage (`_settle_overage`).
@@ -350,10 +355,16 @@ def settle(reservation: Optional[Reservation], entry: LogEntry) -> int:
                int((now - entry.started) * 1000), entry.response_id, (entry.error or None) and entry.error[:500],
                entry.request_id, usage.cache_write_tokens, usage.cache_write_1h_tokens, 0, entry.prices)
     settlement = Settlement(reservation.hold_id if held else None, reservation.key_id if held else None,
-                            reservation.amount if held else 0, entry.cost, now, log_row)
+                            reservation.amount if held else 0, entry.cost, now, log_row,
+                            _Statement(*also) if also else None)
     if held and entry.cost > reservation.amount:
         return _settle_overage(settlement, entry.account)
-    (SETTLEMENTS if is_postgres() else SQLITE_WRITES).submit(settlement)
+    if is_postgres():
+        if settlement.also is not None:
+            settlement.also.write()
+        SETTLEMENTS.submit(settlement)
+    else:
+        SQLITE_WRITES.submit(settlement)
     return entry.cost
 
 
@@ -362,6 +373,8 @@ def _settle_overage(s: Settlement, account: Optional[str]) -> int:
     flagged. Rare (an upstream past its bound), so written alone, with the key's row locked."""
     cost = s.charge
     with database.atomic():  # SQLite's transactions begin IMMEDIATE (storage/db.py): the key's row is ours
+        if s.also is not None:
+            s.also.write()
         released = s.amount if s.hold_id is not None and DROP_HOLD.rowcount(s.hold_id) else 0
         query = ApiKey.select(ApiKey.budget_nano, ApiKey.used_nano, ApiKey.reserved_nano).where(ApiKey.id == s.key_id)
         key = (query.for_update() if is_postgres() else query).get()
@@ -418,7 +431,7 @@ def _drop_holds_sqlite(hold_ids: list) -> set:
 
 
 class _Statement:
-    """One write statement for the SQLite writer (a stored response, …)."""
+    """One write statement committed with a settlement (a stored response)."""
 
     __slots__ = ("sql", "params")
 
@@ -429,21 +442,15 @@ class _Statement:
         database.execute_sql(self.sql, self.params)
 
 
-def write(sql: str, params: tuple) -> None:
-    """Run one write statement, committed when this returns: on SQLite through the process's writer, in the
-    transaction of whatever else it is writing (SQLITE_WRITES); on PostgreSQL on its own."""
-    if is_postgres():
-        database.execute_sql(sql, params)
-    else:
-        SQLITE_WRITES.submit(_Statement(sql, params))
-
-
 def _write_sqlite(items: list) -> None:
     """One transaction of the SQLite writer: the settlements first (what they release, grants may use), then
     the grants and other writes, in the order they came."""
     settlements = [item for item in items if isinstance(item, Settlement)]
     if settlements:
         _write_settlements_sqlite(settlements)
+        for settlement in settlements:
+            if settlement.also is not None:
+                settlement.also.write()
     for item in items:
         if not isinstance(item, Settlement):
             item.write()

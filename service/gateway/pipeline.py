@@ -380,7 +380,7 @@ def _complete_usage(turn: Turn, response: Response) -> Usage:
 
 
 def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = None,
-            response_id: Optional[str] = None) -> int:
+            response_id: Optional[str] = None, stored: Optional[tuple] = None) -> int:
     if turn.settled:
         return 0
     turn.settled = True
@@ -390,14 +390,21 @@ def _settle(turn: Turn, status: int, usage: Usage, *, error: Optional[str] = Non
         usage=usage, cost=billing.price_usage(turn.model, usage), started=turn.started,
         response_id=response_id, error=error, request_id=turn.call.trace.request_id or None, prices=turn.prices)
     with connected():
-        charged = billing.settle(turn.reservation, entry)
+        charged = billing.settle(turn.reservation, entry, also=stored)
     turn.call.trace.settled(entry, charged)
     return charged
 
 
-def _store(turn: Turn, body: dict, response: Response) -> None:
-    if turn.thread is not None:
-        turn.thread.record(turn.ctx.response_id, turn.request.model, body, turn.request.messages, response)
+def _settle_answered(turn: Turn, status: int, usage: Usage, body: dict, response: Response, *,
+                     error: Optional[str] = None, response_id: Optional[str] = None) -> None:
+    """Settle a call that was answered; a Responses call's stored response is written with its settlement (one
+    transaction on SQLite), then the answer joins its conversation, if it has one."""
+    thread = turn.thread
+    stored = thread.stored(turn.ctx.response_id, turn.request.model, body, turn.request.messages, response) \
+        if thread is not None else None
+    _settle(turn, status, usage, error=error, response_id=response_id, stored=stored)
+    if thread is not None:
+        thread.record_conversation(body, response)
 
 
 def _rewrite_passthrough(turn: Turn, raw: dict) -> dict:
@@ -429,8 +436,7 @@ def _complete(turn: Turn, upstream, answer, passthrough: bool) -> Answer:
     else:
         body = CODECS[turn.call.inbound].render_response(response, turn.ctx)
         response_id = turn.ctx.response_id
-    _settle(turn, 200, usage, response_id=response_id)
-    _store(turn, body, response)
+    _settle_answered(turn, 200, usage, body, response, response_id=response_id)
     return Answer(200, body=body)
 
 
@@ -441,8 +447,7 @@ def _echo_answer(turn: Turn, upstream) -> Answer:
         response = upstream.complete(request)
         _client_call_ids(turn, response)
         body = codec.render_response(response, turn.ctx)
-        _settle(turn, 200, response.usage, response_id=turn.ctx.response_id)
-        _store(turn, body, response)
+        _settle_answered(turn, 200, response.usage, body, response, response_id=turn.ctx.response_id)
         return Answer(200, body=body)
     return Answer(200, stream=_render_stream(turn, upstream.stream(request), codec), headers=dict(STREAM_HEADERS))
 
@@ -555,9 +560,10 @@ def _final_body(turn: Turn, tail: list, response: Response) -> Optional[dict]:
 def _finish_stream(turn: Turn, status: int, response: Response, error: Optional[str], body: Optional[dict]) -> None:
     try:
         usage = _complete_usage(turn, response)
-        _settle(turn, status, usage, error=error, response_id=turn.ctx.response_id)
         if status == 200 and body is not None:
-            _store(turn, body, response)
+            _settle_answered(turn, status, usage, body, response, error=error, response_id=turn.ctx.response_id)
+        else:
+            _settle(turn, status, usage, error=error, response_id=turn.ctx.response_id)
     except Exception:  # the client already has its answer; never lose the reason
         log.exception("could not record a streamed request")
 

@@ -14,7 +14,6 @@ from typing import Optional
 from ..api_error import ApiError
 from ..storage.db import is_postgres
 from ..storage.models import Conversation, ConversationItem, StoredResponse
-from .billing import write
 from .canonical import Message, ReasoningPart, Response, TextPart, ToolCallPart
 
 
@@ -30,21 +29,26 @@ def output_message(response: Response) -> Optional[Message]:
     return Message(role="assistant", parts=parts) if parts else None
 
 
-def store_response(response_id: str, key_id: str, model: str, body: dict, input_items: list,
-                   messages: list, response: Response) -> None:
-    """Keep a response for GET and for the next turn's previous_response_id."""
+def stored_response(response_id: str, key_id: str, model: str, body: dict, input_items: list,
+                    messages: list, response: Response) -> tuple:
+    """The statement that keeps a response for GET and for the next turn's previous_response_id: (SQL, params),
+    written with the call's settlement (billing.settle)."""
     thread = list(messages)
     reply = output_message(response)
     if reply is not None:
         thread.append(reply)
     row = (response_id, key_id, int(time.time()), model, _json(body), _json(input_items),
            _json([m.to_dict(by_reference=True) for m in thread]))
-    write(STORE_RESPONSE_SQL[is_postgres()], row)  # on SQLite in the transaction of what else the process writes
+    return STORE_RESPONSE_SQL[is_postgres()], row
 
 
 _STORE_RESPONSE = ('INSERT INTO "stored_response" ("id", "key_id", "created_at", "model", "body", "input_items", '
                    '"thread") VALUES (%s, %s, %s, %s, %s, %s, %s)')
-STORE_RESPONSE_SQL = {True: _STORE_RESPONSE, False: _STORE_RESPONSE.replace("%s", "?")}  # by is_postgres()
+# PostgreSQL: committed without waiting for the WAL flush, like the grant; the call's settlement, written next and
+# committed synchronously, makes it durable with it (the log is flushed in order) before the answer leaves
+_STORE_RESPONSE_POSTGRES = (f"WITH stored AS ({_STORE_RESPONSE} RETURNING 1) "
+                            "SELECT set_config('synchronous_commit', 'off', true) FROM stored")
+STORE_RESPONSE_SQL = {True: _STORE_RESPONSE_POSTGRES, False: _STORE_RESPONSE.replace("%s", "?")}  # by is_postgres()
 
 
 def _json(value) -> str:

@@ -7,7 +7,7 @@ what to keep afterwards. Other formats have no thread.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 from ..api_error import ApiError
 from ..storage.db import connected
@@ -69,12 +69,17 @@ class Thread:
         own = [{"type": "message", "role": "user", "content": raw}] if isinstance(raw, str) else list(raw or [])
         return held + own
 
-    def record(self, response_id: str, model: str, body: dict, messages: list[Message], response: Response) -> None:
-        """Keep the answer: as a stored response (unless `store` is false) and in its conversation (always:
-        the conversation is the client's own record)."""
-        if self.store:
-            with connected():
-                state.store_response(response_id, self.key_id(), model, body, self.input_items, messages, response)
+    def stored(self, response_id: str, model: str, body: dict, messages: list[Message],
+               response: Response) -> Optional[tuple]:
+        """The statement that stores the answer (SQL, params), written with the call's settlement; None when
+        `store` is false."""
+        if not self.store:
+            return None
+        return state.stored_response(response_id, self.key_id(), model, body, self.input_items, messages, response)
+
+    def record_conversation(self, body: dict, response: Response) -> None:
+        """Add the answer to its conversation, if it has one (always: the conversation is the client's own
+        record)."""
         conversation = self.extra.get("conversation")
         if conversation:
             with connected():

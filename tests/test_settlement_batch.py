@@ -91,3 +91,51 @@ def test_every_value_of_a_batch_is_stored_as_given(tmp_path):
             assert ApiKey.get_by_id("key_v").used_nano == 21
     finally:
         database.obj.close_all()
+
+
+def test_statements_carried_by_settlements_share_their_transaction(tmp_path):
+    """A Responses call's stored response rides with its settlement (`Settlement.also`): written with it — alone
+    or in a batch, in the same query on PostgreSQL — and a carried statement that fails undoes the whole batch
+    (which the writer then retries one settlement at a time, each failing only itself)."""
+    from service.gateway.state import STORE_RESPONSE_SQL
+    from service.storage.models import StoredResponse
+
+    def store(response_id: str) -> "billing._Statement":
+        return billing._Statement(STORE_RESPONSE_SQL[is_postgres()],
+                                  (response_id, "key_s", 1, "m", '{"id":"' + response_id + '"}', "[]", "[]"))
+
+    init_database(fresh_database_url(tmp_path, "settlecarried"))
+    try:
+        with database.connection_context():
+            migrate()
+            ApiKey.create(id="key_s", name="key_s", key_hash="s" * 8, last4="abcd", budget_nano=None, used_nano=0,
+                          reserved_nano=400)
+            now = time.time()
+            for hold_id in ("c1", "c2", "c3", "c4"):
+                BudgetHold.create(id=hold_id, key_id="key_s", amount_nano=100, owner="p", created_at=now)
+                RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, "key_s", IN_FLIGHT, 0)))).execute()
+
+            def settlement(hold_id: str, response_id: str) -> billing.Settlement:
+                return billing.Settlement(hold_id, "key_s", 100, 10, now, log_row(hold_id, "key_s", 200, 10),
+                                          store(response_id))
+
+            write([settlement("c1", "resp_1")])  # alone
+            write([settlement("c2", "resp_2"), settlement("c3", "resp_3")])  # a batch
+            assert {r.id for r in StoredResponse.select()} == {"resp_1", "resp_2", "resp_3"}
+            assert StoredResponse.get_by_id("resp_2").body == {"id": "resp_2"}
+            key = ApiKey.get_by_id("key_s")
+            assert (key.used_nano, key.reserved_nano) == (30, 100)
+
+            failed = False
+            try:  # resp_1 is stored already: the batch's transaction fails as a whole
+                write([settlement("c4", "resp_4"), billing.Settlement(None, "key_s", 0, 5, now,
+                                                                      log_row("r9", "key_s", 200, 5), store("resp_1"))])
+            except Exception:  # noqa: BLE001 - the driver's integrity error, whichever database
+                failed = True
+            assert failed
+            assert not StoredResponse.select().where(StoredResponse.id == "resp_4").exists()
+            assert BudgetHold.select().where(BudgetHold.id == "c4").exists(), "the failed batch released nothing"
+            assert RequestLog.get_by_id("c4").status_code == IN_FLIGHT
+            assert ApiKey.get_by_id("key_s").used_nano == 30
+    finally:
+        database.obj.close_all()

@@ -338,9 +338,8 @@ SETTLE_MANY_POSTGRES = ServerPrepared(SETTLE_MANY_SQL_POSTGRES)
 def settle(reservation: Optional[Reservation], entry: LogEntry, also: Optional[tuple] = None) -> int:
     """Release the hold, charge the real cost and settle the log row; returns the charge.
 
-    `also`: one more write statement (SQL, params) committed with it: on SQLite in the same transaction, on
-    PostgreSQL just before it (a statement that commits without waiting for the WAL flush becomes durable with
-    the settlement's synchronous commit).
+    `also`: one more write statement (SQL, params) committed with it, in the same transaction (on PostgreSQL in
+    the same round trip too: `_write_settlements_postgres`).
 
     The charge is the cost; only a cost past the hold (an upstream that reported more than its bound) is
     charged up to the key's limit, the rest recorded as the row's overage (`_settle_overage`).
@@ -359,12 +358,7 @@ def settle(reservation: Optional[Reservation], entry: LogEntry, also: Optional[t
                             _Statement(*also) if also else None)
     if held and entry.cost > reservation.amount:
         return _settle_overage(settlement, entry.account)
-    if is_postgres():
-        if settlement.also is not None:
-            settlement.also.write()
-        SETTLEMENTS.submit(settlement)
-    else:
-        SQLITE_WRITES.submit(settlement)
+    (SETTLEMENTS if is_postgres() else SQLITE_WRITES).submit(settlement)
     return entry.cost
 
 
@@ -394,13 +388,20 @@ def _settle_overage(s: Settlement, account: Optional[str]) -> int:
 
 
 def _write_settlements_postgres(batch: list) -> None:
+    """The batch's settlement statement, after the statements they carry (`Settlement.also`) in the same query:
+    one round trip, and one transaction (several statements in one query string run as one)."""
+    carried = [s.also for s in batch if s.also is not None]
+    before = "".join(f"{statement.sql}; " for statement in carried)
+    before_params = tuple(value for statement in carried for value in statement.params)
     if len(batch) == 1 and batch[0].hold_id is not None:
         s = batch[0]
-        SETTLE_POSTGRES.execute(s.hold_id, s.charge, int(s.now), s.key_id, *s.log_row)
+        params = (*before_params, s.hold_id, s.charge, int(s.now), s.key_id, *s.log_row)
+        SETTLE_POSTGRES.run(lambda sql: database.execute_sql(before + sql, params))
         return
     rows = [{**dict(zip(LOG_FIELDS, s.log_row)), "hold_id": s.hold_id, "charged_key": s.key_id, "charge": s.charge}
             for s in batch]
-    SETTLE_MANY_POSTGRES.execute(json_codec.dumps(rows).decode("utf-8"), int(max(s.now for s in batch)))
+    params = (*before_params, json_codec.dumps(rows).decode("utf-8"), int(max(s.now for s in batch)))
+    SETTLE_MANY_POSTGRES.run(lambda sql: database.execute_sql(before + sql, params))
 
 
 def _write_settlements_sqlite(batch: list) -> None:

@@ -44,11 +44,7 @@ def stored_response(response_id: str, key_id: str, model: str, body: dict, input
 
 _STORE_RESPONSE = ('INSERT INTO "stored_response" ("id", "key_id", "created_at", "model", "body", "input_items", '
                    '"thread") VALUES (%s, %s, %s, %s, %s, %s, %s)')
-# PostgreSQL: committed without waiting for the WAL flush, like the grant; the call's settlement, written next and
-# committed synchronously, makes it durable with it (the log is flushed in order) before the answer leaves
-_STORE_RESPONSE_POSTGRES = (f"WITH stored AS ({_STORE_RESPONSE} RETURNING 1) "
-                            "SELECT set_config('synchronous_commit', 'off', true) FROM stored")
-STORE_RESPONSE_SQL = {True: _STORE_RESPONSE_POSTGRES, False: _STORE_RESPONSE.replace("%s", "?")}  # by is_postgres()
+STORE_RESPONSE_SQL = {True: _STORE_RESPONSE, False: _STORE_RESPONSE.replace("%s", "?")}  # by is_postgres()
 
 
 def _json(value) -> str:

@@ -26,6 +26,7 @@ from urllib3.exceptions import (
 
 from ... import json_codec
 from ..sse import read_events
+from .chunked import ChunkedBody
 from .connections import Pool, header_lines, send
 from .scrub import credentials_in, is_error_event, scrub
 
@@ -149,10 +150,10 @@ class UpstreamResponse:
         """The body as it arrives (a cut or a read timeout raises UpstreamError); closed when it ends or is closed."""
         response = self._response
         try:
-            # a chunked body through urllib3's own chunk reader, as its stream() reads one (≈ 6 µs a chunk less
-            # than read1 through http.client's, bench/README.md); any other by read1, which returns what one
-            # read brought (read(amt) would wait for amt bytes)
-            pieces = response.read_chunked(65536) if response.chunked else iter(lambda: response.read1(65536), b"")
+            if isinstance(response, Streamed):
+                pieces = response.pieces()
+            else:  # a compressed stream, by urllib3's response (which decodes it)
+                pieces = response.read_chunked(65536) if response.chunked else iter(lambda: response.read1(65536), b"")
             for chunk in pieces:
                 if chunk:
                     yield chunk
@@ -200,6 +201,44 @@ class Preloaded:
         pass
 
 
+class Streamed:
+    """A 2xx streamed answer read by http.client's reader: a chunked body a read at a time (chunked.py), any
+    other as each read brings it. Its connection goes back to the pool once the body was read to its end (and
+    nothing followed it); an answer closed before that closes its connection, which cannot be reused."""
+
+    chunked = False  # what iter_bytes asks urllib3's response; this one reads its chunks itself
+
+    def __init__(self, answer: http.client.HTTPResponse, conn, pool: Pool):
+        self.status, self.headers = answer.status, answer.msg
+        self._answer, self._conn, self._pool = answer, conn, pool
+
+    def pieces(self) -> Iterator[bytes]:
+        answer = self._answer
+        if answer.chunked:
+            body = ChunkedBody(answer.fp)
+            yield from body
+            reusable = not body.leftover
+        else:
+            yield from iter(lambda: answer.read1(65536), b"")
+            reusable = not answer.will_close
+        conn, self._conn = self._conn, None
+        answer.close()  # its reader only: the connection's socket stays open
+        if conn is not None:
+            if reusable:
+                self._pool.put(conn)
+            else:
+                conn.close()
+
+    def release_conn(self) -> None:
+        pass  # given back by `pieces` once read to its end
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._answer.close()
+        if conn is not None:
+            conn.close()
+
+
 class HttpClient:
     """One connection pool for one account (kept per worker, reused across requests)."""
 
@@ -228,8 +267,11 @@ class HttpClient:
             keep = not answer.will_close
             if not keep:
                 conn.close()  # as http.client does: the answer's reader keeps the socket until it is read
-            if stream and answer.status < 300 or _encoded(answer):
-                response = _wrapped(answer, conn if keep else None, pool, method, preload=not stream)
+            if _encoded(answer):
+                response = _wrapped(answer, conn if keep else None, pool, method, preload=not stream or
+                                    answer.status >= 300)
+            elif stream and answer.status < 300:
+                response = Streamed(answer, conn if keep else None, pool)
             else:
                 response = Preloaded(answer.status, answer.msg, answer.read())
                 if keep:

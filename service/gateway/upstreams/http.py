@@ -1,9 +1,9 @@
-"""HTTP to upstream providers: one urllib3 connection pool per account, streamed reads, typed failures.
+"""HTTP to upstream providers: one connection pool per account, streamed reads, typed failures.
 
-urllib3 (the transport under `requests`) is used directly: on the gateway's hot
-path requests' session layer (URL and header preparation, cookies, hooks, the
-response wrapper) cost more CPU than the call itself — 1.2–1.5 ms against
-0.64 ms per call on the bench machine (bench/README.md).
+urllib3 opens the connections (resolution, connect timeout, TLS) and http.client reads the answers
+(connections.py); a chunked stream is decoded a read at a time (chunked.py). Neither requests' session layer
+nor urllib3's `urlopen` is on the hot path: each cost more CPU per call than the call's own HTTP work
+(bench/README.md). A compressed answer still gets urllib3's response, which decodes it.
 """
 from __future__ import annotations
 

@@ -139,3 +139,15 @@ def test_statements_carried_by_settlements_share_their_transaction(tmp_path):
             assert ApiKey.get_by_id("key_s").used_nano == 30
     finally:
         database.obj.close_all()
+
+
+def test_the_postgresql_grant_writes_the_in_flight_rows_constants_as_the_row_holds_them():
+    """The grant's statement spells an in-flight row's constant values in SQL (billing._PENDING_CONSTANTS)
+    rather than sending them: they must be what `_pending_row` gives (and SQLite writes)."""
+    pending = billing.PendingRow("/v1/chat/completions", "m", True, 12, '{"input":"1"}', 1764633600.5, "req_x")
+    row = dict(zip(billing.LOG_FIELDS, billing._pending_row("req_1", pending)))
+    assert row["key_id"] is None and billing._PENDING_CONSTANTS["key_id"] == "granted.id"
+    for name, literal in billing._PENDING_CONSTANTS.items():
+        if name != "key_id":
+            assert literal == ("NULL" if row[name] is None else str(row[name])), name
+    assert billing._PENDING_SELECT.count("%s") == len(billing.LOG_FIELDS) - len(billing._PENDING_CONSTANTS)

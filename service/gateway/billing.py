@@ -149,7 +149,11 @@ LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "str
               "request_id", "cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")
 _LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
 # the in-flight row goes in with the hold: the key's id is the one granted (the grant may find it by hash)
-_PENDING_SELECT = ", ".join("granted.id" if name == "key_id" else "%s" for name in LOG_FIELDS)
+# what an in-flight row always holds (`_pending_row`) is written into the statement, not sent as parameters
+_PENDING_CONSTANTS = {"key_id": "granted.id", "account": "NULL", "status_code": str(IN_FLIGHT), "output_tokens": "0",
+                      "cached_tokens": "0", "cost_nano": "0", "latency_ms": "0", "response_id": "NULL",
+                      "error": "NULL", "cache_write_tokens": "0", "cache_write_1h_tokens": "0", "overage_nano": "0"}
+_PENDING_SELECT = ", ".join(_PENDING_CONSTANTS.get(name, "%s") for name in LOG_FIELDS)
 GRANT_SQL_POSTGRES = {by: f"""
 WITH granted AS (
     UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match.format(p="%s")} AND {_BUDGET_CONDITION.format(p="%s")}
@@ -181,7 +185,7 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
     pending = _pending_row(hold_id, reservation.pending)
     if is_postgres():
         params = (amount, *match, amount, candidates, amount, tokens, now, hold_id, amount, owner, now, tokens,
-                  *(value for name, value in zip(LOG_FIELDS, pending) if name != "key_id"),
+                  *(value for name, value in zip(LOG_FIELDS, pending) if name not in _PENDING_CONSTANTS),
                   CATALOG_VERSION_KEY, candidates)
         rows = GRANT_POSTGRES[by].run(lambda sql: model_rows(ApiKey, database.execute_sql(sql, params)))
         row = rows[0] if rows else None
@@ -228,7 +232,8 @@ class _SqliteGrant:
 def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
     """The in-flight row's LOG_FIELDS values (key_id left None: the grant names it)."""
     p = pending or PendingRow("", "", False, 0, None, time.time())
-    # nothing charged yet: a row's cost is always what its key was charged
+    # nothing charged yet: a row's cost is always what its key was charged (the PostgreSQL grant writes the
+    # constant values as _PENDING_CONSTANTS spells them)
     return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, 0,
             0, None, None, p.request_id, 0, 0, 0, p.prices)
 

@@ -2,33 +2,36 @@
 
 Their random part comes from the operating system's generator (`os.urandom`, what `secrets` uses), read
 4 KiB at a time: a gateway call makes three ids, and each read is a system call (≈ 1 % of a call's CPU on
-the bench machine). A forked child forgets its parent's unread bytes, so no two processes hand out the same.
+the bench machine). The buffer is cut into 16-byte slots, each handed out once, by a counter (`next` on an
+`itertools.count` is atomic): no lock, and threads that race for a new buffer each read a fresh one. A forked
+child forgets its parent's buffer, so no two processes hand out the same bytes.
 """
+import itertools
 import os
-import threading
 
+SLOT_BYTES = 16
 BUFFER_BYTES = 4096
-_lock = threading.Lock()
-_buffer = b""
-_taken = 0
+SLOTS = BUFFER_BYTES // SLOT_BYTES
+_slots = itertools.count()
+_current = (-1, b"")  # (generation: slot number // SLOTS, its buffer)
 
 
 def random_bytes(count: int) -> bytes:
-    """`count` bytes from os.urandom, through a buffer."""
-    global _buffer, _taken
-    if count > BUFFER_BYTES // 8:
+    """`count` bytes from os.urandom (through a buffer for up to SLOT_BYTES)."""
+    global _current
+    if count > SLOT_BYTES:
         return os.urandom(count)
-    with _lock:
-        if _taken + count > len(_buffer):
-            _buffer, _taken = os.urandom(BUFFER_BYTES), 0
-        start = _taken
-        _taken = start + count
-        return _buffer[start:start + count]
+    generation, slot = divmod(next(_slots), SLOTS)
+    current = _current
+    if current[0] != generation:
+        current = _current = (generation, os.urandom(BUFFER_BYTES))
+    start = slot * SLOT_BYTES
+    return current[1][start:start + count]
 
 
 def _forget() -> None:
-    global _buffer, _taken, _lock
-    _buffer, _taken, _lock = b"", 0, threading.Lock()
+    global _current
+    _current = (-1, b"")
 
 
 os.register_at_fork(after_in_child=_forget)

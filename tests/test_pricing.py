@@ -104,3 +104,18 @@ def test_the_local_estimate_counts_wide_characters_as_one_token_each(seed):
     text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 300)))
     wide = sum(1 for ch in text if ord(ch) > 0x2E80)
     assert estimate_text(text) == (max(1, math.ceil((len(text) - wide) / 4) + wide) if text else 0)
+
+
+def test_nano_dollars_print_as_the_decimal_they_are():
+    """money.usd formats with integers; it prints what Decimal(nano).scaleb(-9) does, sign and nine places."""
+    from decimal import Decimal
+
+    from service.money import usd
+
+    rng = random.Random(9)
+    values = [0, 1, -1, 999_999_999, 10 ** 9, -10 ** 9, 2 ** 63 - 1, -(2 ** 63)]
+    values += [rng.randrange(-10 ** 19, 10 ** 19) for _ in range(5000)] + [rng.randrange(-10 ** 4, 10 ** 4)
+                                                                        for _ in range(1000)]
+    for value in values:
+        assert usd(value) == f"{Decimal(value).scaleb(-9):.9f}", value
+    assert usd(None) is None and usd(1_154_232_800) == "1.154232800"

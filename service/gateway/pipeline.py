@@ -243,15 +243,21 @@ def _timeouts(settings: Settings) -> Timeouts:
 
 
 def _route(turn: Turn, accounts: list) -> Iterator[AccountInfo]:
-    """The accounts to try: the one the grant picked first, then the others in order (cooldowns as the grant
-    read them), each only once the hold is moved onto it (its window limits checked: failover only)."""
+    """The accounts to try: the one the grant picked first, then the others in order (cooldowns as known once
+    the first failed), each only once the hold is moved onto it (its window limits checked: failover only).
+    The order of the others is drawn only when they are needed."""
     reservation = turn.reservation
+    picked = reservation.account_id
+    first = next((account for account in accounts if account.id == picked), None) if picked is not None else None
+    if first is not None and headroom(first) <= 0:  # spent meanwhile, as another process's answer said
+        first = None
+    if first is not None:
+        yield first
     ordered = opaque_reasoning.same_provider_first(order_accounts(accounts, headroom=headroom),
                                                    turn.request.messages)
-    picked = reservation.account_id
-    if picked is not None:
-        ordered.sort(key=lambda account: account.id != picked)
     for account in ordered:
+        if first is not None and account.id == first.id:
+            continue  # tried first
         if account.id != reservation.account_id and (reservation.account_id is not None
                                                       or has_window_limits(account.limits)):
             with connected():

@@ -4,6 +4,7 @@ nothing — and every call's request-log row written over its in-flight row."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from conftest import fresh_database_url
 
@@ -19,6 +20,20 @@ def log_row(row_id: str, key_id: str, status: int, cost: int) -> tuple:
                   account="acc_1", stream=False, status_code=status, cost_nano=cost, response_id=None, error=None,
                   request_id=f"req_{row_id}", prices=None)
     return tuple(values[name] for name in billing.LOG_FIELDS)
+
+
+@contextmanager
+def database_with_key(tmp_path, name: str, key_id: str, reserved_nano: int = 0):
+    """A fresh database of the kind under test, migrated, with one key of no budget; closed after the block."""
+    init_database(fresh_database_url(tmp_path, name))
+    try:
+        with database.connection_context():
+            migrate()
+            ApiKey.create(id=key_id, name=key_id, key_hash=key_id[-1] * 8, last4="abcd", budget_nano=None,
+                          used_nano=0, reserved_nano=reserved_nano)
+            yield
+    finally:
+        database.obj.close_all()
 
 
 def write(batch: list) -> None:
@@ -67,30 +82,23 @@ def test_a_batch_charges_each_key_once_and_releases_each_hold_once(tmp_path):
 def test_every_value_of_a_batch_is_stored_as_given(tmp_path):
     """A batch travels as one JSON parameter on PostgreSQL: text with quotes, backslashes and any character,
     exact floats and big integers, NULLs and booleans come out of the database as they went in."""
-    init_database(fresh_database_url(tmp_path, "settlevalues"))
-    try:
-        with database.connection_context():
-            migrate()
-            ApiKey.create(id="key_v", name="key_v", key_hash="v" * 8, last4="abcd", budget_nano=None, used_nano=0,
-                          reserved_nano=0)
-            started = 1764633600.123456789  # a float whose every digit counts
-            rows = {}
-            for n, (error, account, prices) in enumerate([
-                    ('a "quoted" \\ back\\slash \' and \n newline', None, '{"input":"1.25","output":"10"}'),
-                    ("émoji 😀 ∑ ‮ U+2028 \u2028 tab \t", "acc é", None),
-                    (None, "acc_1", '{"input":"0.000000001"}')]):
-                values = dict(zip(billing.LOG_FIELDS, log_row(f"v{n}", "key_v", 502, 2 ** 62 + n)))
-                values.update(created_at=started + n, error=error, account=account, prices=prices, stream=bool(n % 2),
-                              overage_nano=2 ** 63 - 1 - n, response_id=f"resp_{n}", latency_ms=n)
-                rows[f"v{n}"] = values
-            write([billing.Settlement(None, "key_v", 0, 7, started, tuple(values[name] for name in billing.LOG_FIELDS))
-                   for values in rows.values()])
-            for row_id, values in rows.items():
-                stored = RequestLog.get_by_id(row_id)
-                assert {name: getattr(stored, name) for name in billing.LOG_FIELDS} == values
-            assert ApiKey.get_by_id("key_v").used_nano == 21
-    finally:
-        database.obj.close_all()
+    with database_with_key(tmp_path, "settlevalues", "key_v"):
+        started = 1764633600.123456789  # a float whose every digit counts
+        rows = {}
+        for n, (error, account, prices) in enumerate([
+                ('a "quoted" \\ back\\slash \' and \n newline', None, '{"input":"1.25","output":"10"}'),
+                ("émoji 😀 ∑ ‮ U+2028 \u2028 tab \t", "acc é", None),
+                (None, "acc_1", '{"input":"0.000000001"}')]):
+            values = dict(zip(billing.LOG_FIELDS, log_row(f"v{n}", "key_v", 502, 2 ** 62 + n)))
+            values.update(created_at=started + n, error=error, account=account, prices=prices, stream=bool(n % 2),
+                          overage_nano=2 ** 63 - 1 - n, response_id=f"resp_{n}", latency_ms=n)
+            rows[f"v{n}"] = values
+        write([billing.Settlement(None, "key_v", 0, 7, started, tuple(values[name] for name in billing.LOG_FIELDS))
+               for values in rows.values()])
+        for row_id, values in rows.items():
+            stored = RequestLog.get_by_id(row_id)
+            assert {name: getattr(stored, name) for name in billing.LOG_FIELDS} == values
+        assert ApiKey.get_by_id("key_v").used_nano == 21
 
 
 def test_statements_carried_by_settlements_share_their_transaction(tmp_path):
@@ -104,41 +112,34 @@ def test_statements_carried_by_settlements_share_their_transaction(tmp_path):
         return billing._Statement(STORE_RESPONSE_SQL[is_postgres()],
                                   (response_id, "key_s", 1, "m", '{"id":"' + response_id + '"}', "[]", "[]"))
 
-    init_database(fresh_database_url(tmp_path, "settlecarried"))
-    try:
-        with database.connection_context():
-            migrate()
-            ApiKey.create(id="key_s", name="key_s", key_hash="s" * 8, last4="abcd", budget_nano=None, used_nano=0,
-                          reserved_nano=400)
-            now = time.time()
-            for hold_id in ("c1", "c2", "c3", "c4"):
-                BudgetHold.create(id=hold_id, key_id="key_s", amount_nano=100, owner="p", created_at=now)
-                RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, "key_s", IN_FLIGHT, 0)))).execute()
+    with database_with_key(tmp_path, "settlecarried", "key_s", reserved_nano=400):
+        now = time.time()
+        for hold_id in ("c1", "c2", "c3", "c4"):
+            BudgetHold.create(id=hold_id, key_id="key_s", amount_nano=100, owner="p", created_at=now)
+            RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, "key_s", IN_FLIGHT, 0)))).execute()
 
-            def settlement(hold_id: str, response_id: str) -> billing.Settlement:
-                return billing.Settlement(hold_id, "key_s", 100, 10, now, log_row(hold_id, "key_s", 200, 10),
-                                          store(response_id))
+        def settlement(hold_id: str, response_id: str) -> billing.Settlement:
+            return billing.Settlement(hold_id, "key_s", 100, 10, now, log_row(hold_id, "key_s", 200, 10),
+                                      store(response_id))
 
-            write([settlement("c1", "resp_1")])  # alone
-            write([settlement("c2", "resp_2"), settlement("c3", "resp_3")])  # a batch
-            assert {r.id for r in StoredResponse.select()} == {"resp_1", "resp_2", "resp_3"}
-            assert StoredResponse.get_by_id("resp_2").body == {"id": "resp_2"}
-            key = ApiKey.get_by_id("key_s")
-            assert (key.used_nano, key.reserved_nano) == (30, 100)
+        write([settlement("c1", "resp_1")])  # alone
+        write([settlement("c2", "resp_2"), settlement("c3", "resp_3")])  # a batch
+        assert {r.id for r in StoredResponse.select()} == {"resp_1", "resp_2", "resp_3"}
+        assert StoredResponse.get_by_id("resp_2").body == {"id": "resp_2"}
+        key = ApiKey.get_by_id("key_s")
+        assert (key.used_nano, key.reserved_nano) == (30, 100)
 
-            failed = False
-            try:  # resp_1 is stored already: the batch's transaction fails as a whole
-                write([settlement("c4", "resp_4"), billing.Settlement(None, "key_s", 0, 5, now,
-                                                                      log_row("r9", "key_s", 200, 5), store("resp_1"))])
-            except Exception:  # noqa: BLE001 - the driver's integrity error, whichever database
-                failed = True
-            assert failed
-            assert not StoredResponse.select().where(StoredResponse.id == "resp_4").exists()
-            assert BudgetHold.select().where(BudgetHold.id == "c4").exists(), "the failed batch released nothing"
-            assert RequestLog.get_by_id("c4").status_code == IN_FLIGHT
-            assert ApiKey.get_by_id("key_s").used_nano == 30
-    finally:
-        database.obj.close_all()
+        failed = False
+        try:  # resp_1 is stored already: the batch's transaction fails as a whole
+            write([settlement("c4", "resp_4"), billing.Settlement(None, "key_s", 0, 5, now,
+                                                                  log_row("r9", "key_s", 200, 5), store("resp_1"))])
+        except Exception:  # noqa: BLE001 - the driver's integrity error, whichever database
+            failed = True
+        assert failed
+        assert not StoredResponse.select().where(StoredResponse.id == "resp_4").exists()
+        assert BudgetHold.select().where(BudgetHold.id == "c4").exists(), "the failed batch released nothing"
+        assert RequestLog.get_by_id("c4").status_code == IN_FLIGHT
+        assert ApiKey.get_by_id("key_s").used_nano == 30
 
 
 def test_the_postgresql_grant_writes_the_in_flight_rows_constants_as_the_row_holds_them():

@@ -71,14 +71,17 @@ def stop_gunicorn(master: Server) -> None:
 def ledger(database_url: str, key_id: str) -> dict:
     """The key's budget, spend and holds, and its request-log rows, read straight from the database."""
     db = make_database(database_url)
+    p = db.param
     with db.connection_context():
-        budget, used, reserved = db.execute_sql(
-            f"SELECT budget_nano, used_nano, reserved_nano FROM api_key WHERE id = {db.param}", (key_id,)).fetchone()
-        rows = db.execute_sql(f"SELECT status_code, cost_nano, response_id FROM request_log WHERE key_id = {db.param}",
+        # one statement, one snapshot: a hold given back meanwhile (its row settled, its key charged in one
+        # transaction) is either in both figures or in neither
+        budget, used, reserved, logged = db.execute_sql(
+            f"SELECT budget_nano, used_nano, reserved_nano, (SELECT COALESCE(SUM(cost_nano), 0) FROM request_log "
+            f"WHERE key_id = {p}) FROM api_key WHERE id = {p}", (key_id, key_id)).fetchone()
+        rows = db.execute_sql(f"SELECT status_code, cost_nano, response_id FROM request_log WHERE key_id = {p}",
                               (key_id,)).fetchall()
     db.close_all()
-    return {"budget": budget, "used": used, "reserved": reserved, "rows": rows,
-            "logged": sum(cost for _, cost, _ in rows)}
+    return {"budget": budget, "used": used, "reserved": reserved, "rows": rows, "logged": int(logged)}
 
 
 def priced_model(server: Server, upstream, scenario: str = "ok") -> str:

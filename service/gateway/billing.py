@@ -148,11 +148,23 @@ LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "str
               "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error",
               "request_id", "cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")
 _LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
-# the in-flight row goes in with the hold: the key's id is the one granted (the grant may find it by hash)
-# what an in-flight row always holds (`_pending_row`) is written into the statement, not sent as parameters
-_PENDING_CONSTANTS = {"key_id": "granted.id", "account": "NULL", "status_code": str(IN_FLIGHT), "output_tokens": "0",
-                      "cached_tokens": "0", "cost_nano": "0", "latency_ms": "0", "response_id": "NULL",
-                      "error": "NULL", "cache_write_tokens": "0", "cache_write_1h_tokens": "0", "overage_nano": "0"}
+
+
+def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
+    """The in-flight row's LOG_FIELDS values (key_id left None: the grant names it)."""
+    p = pending or PendingRow("", "", False, 0, None, time.time())
+    # nothing charged yet: a row's cost is always what its key was charged
+    return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, 0,
+            0, None, None, p.request_id, 0, 0, 0, p.prices)
+
+
+# the in-flight row goes in with the hold: the key's id is the one granted (the grant may find it by hash); what
+# every in-flight row holds (as `_pending_row` makes it) is written into the statement, not sent as parameters
+_PENDING_FIXED = ("account", "status_code", "output_tokens", "cached_tokens", "cost_nano", "latency_ms",
+                  "response_id", "error", "cache_write_tokens", "cache_write_1h_tokens", "overage_nano")
+_PENDING_SAMPLE = dict(zip(LOG_FIELDS, _pending_row("", None)))
+_PENDING_CONSTANTS = {"key_id": "granted.id", **{name: "NULL" if _PENDING_SAMPLE[name] is None
+                                                 else str(int(_PENDING_SAMPLE[name])) for name in _PENDING_FIXED}}
 _PENDING_SELECT = ", ".join(_PENDING_CONSTANTS.get(name, "%s") for name in LOG_FIELDS)
 GRANT_SQL_POSTGRES = {by: f"""
 WITH granted AS (
@@ -227,15 +239,6 @@ class _SqliteGrant:
         INSERT_LOG.rowcount(hold_id, row.id, *pending[2:])
         row.account_state = account_state(accounts)
         self.row = row
-
-
-def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
-    """The in-flight row's LOG_FIELDS values (key_id left None: the grant names it)."""
-    p = pending or PendingRow("", "", False, 0, None, time.time())
-    # nothing charged yet: a row's cost is always what its key was charged (the PostgreSQL grant writes the
-    # constant values as _PENDING_CONSTANTS spells them)
-    return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, 0,
-            0, None, None, p.request_id, 0, 0, 0, p.prices)
 
 
 RESERVE_ACCOUNT_SQL_POSTGRES = ("UPDATE budget_hold SET account_id = okl_pick_account(%s::text[], %s, %s, %s, true), "

@@ -30,10 +30,11 @@ def parse_headers(fp, _class=http.client.HTTPMessage):
     text = b"".join(http.client._read_headers(fp)).decode("iso-8859-1")
     if PLAIN_BLOCK.match(text):
         fields = FIELD.findall(text)
-        lowered = text.lower()
-        if not any(container in lowered for container in MIME_CONTAINERS) or not any(
-                name.lower() == "content-type" and value.lstrip().lower().startswith(MIME_CONTAINERS)
-                for name, value in fields):
+        lowered = text.lower()  # a MIME container type anywhere in the block, before looking for it field by field
+        mime = any(container in lowered for container in MIME_CONTAINERS) and any(
+            name.lower() == "content-type" and value.lstrip().lower().startswith(MIME_CONTAINERS)
+            for name, value in fields)
+        if not mime:
             message = _class()
             message._headers = fields
             message.set_payload("")  # the email parser's empty body

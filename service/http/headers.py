@@ -18,12 +18,8 @@ PAGE_HEADERS = {
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta"
 
 
-http_date_of = SecondCache(lambda second: formatdate(second, usegmt=True))  # "Fri, 04 Dec 2026 19:40:00 GMT"
-
-
-def http_date(now: float) -> str:
-    """`now` as an HTTP `Date` (RFC 9110's IMF-fixdate), formatted once a second: what the server would add."""
-    return http_date_of(now)
+# `http_date(now)`: an HTTP `Date` (RFC 9110's IMF-fixdate, "Fri, 04 Dec 2026 19:40:00 GMT"), made once a second
+http_date = SecondCache(lambda second: formatdate(second, usegmt=True))
 
 
 def allowed_origin(origins: Optional[str], origin: Optional[str]) -> Optional[str]:

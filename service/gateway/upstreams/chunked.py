@@ -45,7 +45,7 @@ class ChunkedBody:
             while at < end:
                 if state == "data":
                     take = min(remaining, end - at)
-                    pieces.append(buffer[at:at + take] if take < end or at else buffer)
+                    pieces.append(buffer[at:at + take])  # the whole buffer is no copy: bytes slices share it
                     at, remaining = at + take, remaining - take
                     if not remaining:
                         state = "crlf"

@@ -6,8 +6,8 @@ resolution, connect timeout, TLS and its checks, and the errors the gateway maps
 headers and body are read by `http.client.HTTPResponse`, which keeps HTTP/1.1's rules (chunked or
 `Content-Length` bodies, `Connection: close`, HTTP/1.0). This is what urllib3's `urlopen` does too, less
 its general machinery (a `Retry` and a `Timeout` per call, header validation per header, the response
-wrapper, its header dictionary): 225 → 105 µs of CPU per upstream call on the bench machine (bench/README.md).
-Streams and compressed bodies still get urllib3's response (its chunk reader, its decoders).
+wrapper, its header dictionary): 225 → 146 µs of CPU per upstream call on the bench machine (bench/README.md).
+A chunked stream is decoded by chunked.py; a compressed body still gets urllib3's response (its decoders).
 
 - A pooled connection is checked before it is reused: a server that closed it while idle made it readable
   (EOF). The check is one native `poll` with no timeout: under gevent's monkey-patching `select.poll` is an

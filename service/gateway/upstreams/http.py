@@ -189,7 +189,6 @@ class Preloaded:
     the error path read of urllib3's response, for the plain bodies http.client reads alone."""
 
     __slots__ = ("status", "headers", "data")
-    chunked = False
 
     def __init__(self, status: int, headers, data: bytes):
         self.status, self.headers, self.data = status, headers, data
@@ -205,8 +204,6 @@ class Streamed:
     """A 2xx streamed answer read by http.client's reader: a chunked body a read at a time (chunked.py), any
     other as each read brings it. Its connection goes back to the pool once the body was read to its end (and
     nothing followed it); an answer closed before that closes its connection, which cannot be reused."""
-
-    chunked = False  # what iter_bytes asks urllib3's response; this one reads its chunks itself
 
     def __init__(self, answer: http.client.HTTPResponse, conn, pool: Pool):
         self.status, self.headers = answer.status, answer.msg

@@ -532,9 +532,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def add_audit(sub) -> None:
     audit = sub.add_parser("audit", help="check that the money adds up; exit 1 on any discrepancy",
                            description="Checks, in one read-only snapshot, that every key's used amount is the "
-                                       "sum of its request-log rows, that no hold or in-flight row outlives its "
-                                       "process, and that every row costs its tokens at the prices stored with "
-                                       "it; prints each discrepancy and the overage per account.")
+                                       "sum of its request-log rows, that no hold outlives its process, and that "
+                                       "every row costs its tokens at the prices stored with it; prints each discrepancy "
+                                       "and the overage per account.")
     audit.set_defaults(func=cmd_audit)
 
 

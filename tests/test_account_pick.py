@@ -14,7 +14,7 @@ from conftest import fresh_database_url, is_postgres
 from service.storage.account_windows import PICK_ACCOUNT_SQL_POSTGRES, candidate_rows_sqlite, pick_account_sqlite
 from service.storage.db import database, init_database
 from service.storage.migrations import migrate
-from service.storage.models import IN_FLIGHT, Account, BudgetHold, RequestLog
+from service.storage.models import Account, BudgetHold, RequestLog
 
 ACCOUNTS = 6
 LIMITS = [None, {}, {"five_hour_requests": 2}, {"five_hour_requests": 50}, {"weekly_usd": 1000},
@@ -39,8 +39,6 @@ def _accounts(rng: random.Random, now: float) -> None:
         for hold in range(rng.randint(0, 2)):
             BudgetHold.create(id=f"h{number}_{hold}", key_id="k", amount_nano=200, owner="p", created_at=now,
                               account_id=f"acc_{number}", tokens=30)
-            RequestLog.create(id=f"h{number}_{hold}", key_id="k", created_at=now, endpoint="/v1/chat/completions",
-                              model="m", status_code=IN_FLIGHT)
 
 
 @pytest.mark.skipif(not is_postgres(), reason="the plain-SQL pick and okl_pick_account are PostgreSQL's")

@@ -16,7 +16,7 @@ import openai
 import pytest
 import requests
 
-from service.storage.models import IN_FLIGHT, Account, ApiKey, RequestLog
+from service.storage.models import Account, ApiKey, RequestLog
 
 PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
 UPSTREAMS = {"chat": ("openai", {"api": "chat"}), "responses": ("openai", {"api": "responses"}),
@@ -49,12 +49,11 @@ def post(gateway, key: str, inbound: str, body: dict, **kwargs) -> requests.Resp
 
 
 def settled_rows(db, key_id: str, count: int = 1, timeout: float = 15) -> list:
-    """The key's settled request-log rows, once `count` of them are."""
+    """The key's request-log rows, once `count` of them are."""
     deadline = time.time() + timeout
     while True:
         with db.connection_context():
-            rows = list(RequestLog.select().where((RequestLog.key_id == key_id)
-                                                  & (RequestLog.status_code != IN_FLIGHT)))
+            rows = list(RequestLog.select().where(RequestLog.key_id == key_id))
         if len(rows) >= count or time.time() > deadline:
             return rows
         time.sleep(0.05)

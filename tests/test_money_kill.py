@@ -15,7 +15,7 @@ import requests
 from conftest import ROOT, drop_database, start_server
 
 from service.storage.db import database, init_database
-from service.storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+from service.storage.models import ApiKey, BudgetHold, RequestLog
 
 CALLS = 6
 
@@ -74,15 +74,23 @@ def killed(tmp_path, upstream):
 
 def test_a_killed_servers_calls_leave_rows_settled_by_the_next_process(killed, tmp_path):
     database_url, key = killed
-    rows = rows_of(key["id"])
-    assert len(rows) == CALLS and all(r.status_code == IN_FLIGHT for r in rows)  # written before the upstream call
+    assert rows_of(key["id"]) == []  # a row is written once, when its call settles
+    with database.connection_context():
+        held = list(BudgetHold.select().where(BudgetHold.key_id == key["id"]))
+    # each hold says what its call's row will: written before the upstream call
+    assert len(held) == CALLS and sorted(hold.stream for hold in held) == [False] * (CALLS // 2) + [True] * (CALLS // 2)
+    assert all(hold.endpoint == "/v1/chat/completions" and hold.model == "kill-model" and hold.input_tokens > 0
+               and json.loads(hold.prices)["input"] == 3 * 10**9 for hold in held)
     found = audit(database_url)
     assert found.returncode == 1 and found.stdout.count("no longer runs") == CALLS, found.stdout
 
     successor = start_server(tmp_path / "second", name="successor", database_url=database_url)
     try:
         rows = rows_of(key["id"])
-        assert len(rows) == CALLS and all(r.status_code == 499 for r in rows)
+        assert sorted(r.id for r in rows) == sorted(hold.id for hold in held)
+        assert all(r.status_code == 499 and r.endpoint == "/v1/chat/completions" and r.model == "kill-model"
+                   and r.request_id for r in rows)
+        assert sorted(r.stream for r in rows) == sorted(hold.stream for hold in held)
         # charged what was known: each call's input estimate at the input price, never the whole hold
         assert all(r.input_tokens > 0 and r.output_tokens == 0 and r.cost_nano == r.input_tokens * 3000
                    for r in rows)

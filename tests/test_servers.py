@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
@@ -160,6 +161,52 @@ def test_the_redundant_indexes_of_earlier_releases_are_dropped(tmp_path):
             budget_hold = {index.name for index in database.get_indexes("budget_hold")}
         assert "request_log_key_id" not in request_log and "request_log_key_id_created_at" in request_log
         assert "budget_hold_key_id" not in budget_hold
+    finally:
+        database.obj.close_all()
+
+
+def test_in_flight_rows_of_an_older_schema_move_into_their_holds_and_still_settle(tmp_path):
+    """Schema 13 keeps a call's pending row in its hold: the upgrade moves each live hold's in-flight row into
+    it; a hold an older process writes afterwards (no pending columns, its in-flight row beside it) still settles
+    that row as abandoned."""
+    from service.gateway import holds
+    from service.storage import migrations
+    from service.storage.db import database, init_database
+    from service.storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+
+    def in_flight(row_id: str, created_at: float) -> None:
+        RequestLog.create(id=row_id, key_id="key_u", created_at=created_at, endpoint="/v1/messages", model="m",
+                          stream=True, status_code=IN_FLIGHT, input_tokens=40, prices='{"input":"2000000000"}',
+                          request_id=f"rid_{row_id}")
+
+    init_database(fresh_database_url(tmp_path, "pendingmove"))
+    try:
+        with database.connection_context():
+            assert migrations.migrate(target=12) == (0, 12)
+            ApiKey.create(id="key_u", name="u", key_hash="u" * 8, last4="abcd", reserved_nano=2_000_000)
+            now = time.time()
+            BudgetHold.create(id="req_moved", key_id="key_u", amount_nano=1_000_000, owner="gone", created_at=now)
+            in_flight("req_moved", now - 1)
+            RequestLog.create(id="req_done", key_id="key_u", created_at=now, endpoint="/v1/messages", model="m",
+                              status_code=200, cost_nano=5)
+            assert migrations.migrate() == (12, len(migrations.MIGRATIONS))
+            moved = BudgetHold.get_by_id("req_moved")
+            assert (moved.endpoint, moved.model, moved.stream, moved.input_tokens, moved.request_id) == (
+                "/v1/messages", "m", True, 40, "rid_req_moved")
+            assert sorted(row.id for row in RequestLog.select()) == ["req_done"]
+
+            # an older process still running writes its hold the old way
+            BudgetHold.create(id="req_old", key_id="key_u", amount_nano=1_000_000, owner="gone", created_at=now)
+            in_flight("req_old", now - 2)
+            assert holds.settle_abandoned("req_moved") == 1_000_000
+            assert holds.settle_abandoned("req_old") == 1_000_000
+            for row_id in ("req_moved", "req_old"):
+                row = RequestLog.get_by_id(row_id)
+                assert (row.status_code, row.endpoint, row.stream, row.input_tokens, row.cost_nano,
+                        row.request_id) == (499, "/v1/messages", True, 40, 80_000, f"rid_{row_id}")
+            key = ApiKey.get_by_id("key_u")
+            assert (key.reserved_nano, key.used_nano) == (0, 160_000)
+            assert BudgetHold.select().count() == 0
     finally:
         database.obj.close_all()
 

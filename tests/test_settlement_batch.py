@@ -1,6 +1,7 @@
 """Settlements written together (the writer's batch, gateway/billing.py) on a real database of the kind under
 test: each key charged by the sum of its calls, each hold released once — a hold already given back releases
-nothing — and every call's request-log row written over its in-flight row."""
+nothing — and every call's request-log row written, over the 499 row of a call taken for dead; the grant's hold
+keeping what a killed call's row needs."""
 from __future__ import annotations
 
 import time
@@ -11,7 +12,7 @@ from conftest import fresh_database_url
 from service.gateway import billing
 from service.storage.db import database, init_database, is_postgres
 from service.storage.migrations import migrate
-from service.storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+from service.storage.models import HOLD_PENDING_COLUMNS, ApiKey, BudgetHold, RequestLog
 
 
 def log_row(row_id: str, key_id: str, status: int, cost: int) -> tuple:
@@ -55,9 +56,10 @@ def test_a_batch_charges_each_key_once_and_releases_each_hold_once(tmp_path):
             now = time.time()
             holds = {"h1": ("key_a", 100), "h2": ("key_a", 200), "h3": ("key_b", 300), "h4": ("key_a", 300)}
             for hold_id, (key_id, amount) in holds.items():
-                if hold_id != "h4":  # h4: given back already (its process was taken for dead)
+                if hold_id != "h4":
                     BudgetHold.create(id=hold_id, key_id=key_id, amount_nano=amount, owner="p", created_at=now)
-                RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, key_id, IN_FLIGHT, 0)))).execute()
+                else:  # given back already, its row written as abandoned: its process was taken for dead
+                    RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, key_id, 499, 0)))).execute()
             batch = [billing.Settlement(hold_id, key_id, amount, 10 * amount, now, log_row(hold_id, key_id, 200,
                                                                                               10 * amount))
                      for hold_id, (key_id, amount) in holds.items()]
@@ -116,7 +118,6 @@ def test_statements_carried_by_settlements_share_their_transaction(tmp_path):
         now = time.time()
         for hold_id in ("c1", "c2", "c3", "c4"):
             BudgetHold.create(id=hold_id, key_id="key_s", amount_nano=100, owner="p", created_at=now)
-            RequestLog.insert(dict(zip(billing.LOG_FIELDS, log_row(hold_id, "key_s", IN_FLIGHT, 0)))).execute()
 
         def settlement(hold_id: str, response_id: str) -> billing.Settlement:
             return billing.Settlement(hold_id, "key_s", 100, 10, now, log_row(hold_id, "key_s", 200, 10),
@@ -138,17 +139,22 @@ def test_statements_carried_by_settlements_share_their_transaction(tmp_path):
         assert failed
         assert not StoredResponse.select().where(StoredResponse.id == "resp_4").exists()
         assert BudgetHold.select().where(BudgetHold.id == "c4").exists(), "the failed batch released nothing"
-        assert RequestLog.get_by_id("c4").status_code == IN_FLIGHT
+        assert not RequestLog.select().where(RequestLog.id == "c4").exists()
         assert ApiKey.get_by_id("key_s").used_nano == 30
 
 
-def test_the_postgresql_grant_writes_the_in_flight_rows_constants_as_the_row_holds_them():
-    """The grant's statement spells an in-flight row's constant values in SQL (billing._PENDING_CONSTANTS)
-    rather than sending them: they must be what `_pending_row` gives (and SQLite writes)."""
-    pending = billing.PendingRow("/v1/chat/completions", "m", True, 12, '{"input":"1"}', 1764633600.5, "req_x")
-    row = dict(zip(billing.LOG_FIELDS, billing._pending_row("req_1", pending)))
-    assert row["key_id"] is None and billing._PENDING_CONSTANTS["key_id"] == "granted.id"
-    for name, literal in billing._PENDING_CONSTANTS.items():
-        if name != "key_id":
-            assert literal == ("NULL" if row[name] is None else str(row[name])), name
-    assert billing._PENDING_SELECT.count("%s") == len(billing.LOG_FIELDS) - len(billing._PENDING_CONSTANTS)
+def test_the_grant_keeps_what_a_killed_calls_row_needs_in_its_hold_and_writes_no_row(tmp_path):
+    """The grant (one statement on PostgreSQL, the writer's transaction on SQLite) writes the hold with what its
+    call's request-log row will say, and no row: the row is written once, when the call settles."""
+    with database_with_key(tmp_path, "grantpending", "key_g"):
+        reservation = billing.Reservation("key_g", 700, 50, False, tokens=80)
+        reservation.pending = billing.PendingRow("/v1/responses", "m-1", True, 30, '{"input":"1"}', "req_g")
+        granted = billing.grant(reservation)
+        assert granted is not None and granted.id == "key_g" and reservation.hold_id
+        hold = BudgetHold.get_by_id(reservation.hold_id)
+        assert (hold.key_id, hold.amount_nano, hold.tokens) == ("key_g", 700, 80)
+        assert {name: getattr(hold, name) for name in HOLD_PENDING_COLUMNS} == {
+            "endpoint": "/v1/responses", "model": "m-1", "stream": True, "input_tokens": 30,
+            "prices": '{"input":"1"}', "request_id": "req_g"}
+        assert RequestLog.select().count() == 0
+        assert ApiKey.get_by_id("key_g").reserved_nano == 700

@@ -2,7 +2,8 @@
 
 Three rules, each discrepancy a line: every key's used amount is the sum of its
 settled request-log rows (and its reserved amount the sum of its holds); no hold
-or in-flight row outlives the process that wrote it; every row costs its tokens
+(nor an in-flight row, as releases before schema 13 wrote them) outlives the
+process that wrote it; every row costs its tokens
 at the prices stored with it (what it was charged plus its overage). Rows older
 than the prices column (m011_money) cannot be priced again and are only counted.
 """

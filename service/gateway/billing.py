@@ -4,11 +4,11 @@ A request reserves its worst case before it goes upstream, in one conditional
 UPDATE (`used + reserved + worst <= budget`), so concurrent requests can never
 spend past the limit; a `budget_hold` row written with it names the process
 holding it, so the holds of a crashed process can be given back (holds.py), and
-the call's request-log row, `IN_FLIGHT`, so a call that reached an upstream has
+what the call's request-log row will say, so a call that reached an upstream has
 its row even if the process is killed. The worst case is a true upper bound
 (tokens.bound_request, the output cap), so the real cost fits it. Settlement
 releases the reservation and charges the real cost, in the same transaction
-that settles the request-log row: the log and the spend always agree. An
+that writes the request-log row: the log and the spend always agree. An
 upstream that reports more than its bound is charged up to the key's limit
 only, the rest recorded as the row's overage and its account flagged.
 """
@@ -31,7 +31,7 @@ from ..storage.account_windows import (
 )
 from ..storage.db import database, is_postgres
 from ..storage.group_commit import GroupCommit, let_ready_greenlets_run
-from ..storage.models import IN_FLIGHT, Account, ApiKey, BudgetHold, RequestLog
+from ..storage.models import HOLD_PENDING_COLUMNS, Account, ApiKey, BudgetHold, RequestLog
 from ..storage.prepared import Prepared, ServerPrepared, model_rows
 from . import holds
 from .canonical import Usage
@@ -58,19 +58,19 @@ class Reservation:
     tokens: int = 0  # the worst case in tokens (the input's bound, and the output allowed)
     candidates: tuple = ()  # ids of the accounts that may serve it, in the order to try them
     account_id: Optional[str] = None  # the account whose window capacity it holds too (account_windows.py)
-    pending: Optional["PendingRow"] = None  # the in-flight request-log row written with the hold
+    pending: Optional["PendingRow"] = None  # what the call's row says if its process dies: kept with the hold
 
 
 @dataclass
 class PendingRow:
-    """What the in-flight request-log row says before the upstream answers: a killed call is settled on it."""
+    """What a call's request-log row says before the upstream answers: a killed call is settled on it
+    (holds.settle_abandoned)."""
 
     endpoint: str
     model: str
     stream: bool
     input_tokens: int  # the input's estimate: what a killed call is charged (holds.settle_abandoned)
     prices: str  # the model's prices (pricing.prices_json)
-    started: float
     request_id: Optional[str] = None
 
 
@@ -143,36 +143,27 @@ _BUDGET_CONDITION = ("(budget_nano IS NULL OR (used_nano < budget_nano AND used_
                      "<= budget_nano))")
 _MATCH = {"id": "id = {p}",
           "hash": "key_hash = {p} AND NOT revoked AND NOT disabled AND (expires_at IS NULL OR expires_at > {p})"}
-_HOLD_COLUMNS = "id, key_id, amount_nano, owner, created_at, account_id, tokens"
+_HOLD_FIELDS = ("id", "key_id", "amount_nano", "owner", "created_at", "account_id", "tokens", *HOLD_PENDING_COLUMNS)
+_HOLD_COLUMNS = ", ".join(_HOLD_FIELDS)
 LOG_FIELDS = ("id", "key_id", "created_at", "endpoint", "model", "account", "stream", "status_code",
               "input_tokens", "output_tokens", "cached_tokens", "cost_nano", "latency_ms", "response_id", "error",
               "request_id", "cache_write_tokens", "cache_write_1h_tokens", "overage_nano", "prices")
 _LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
 
 
-def _pending_row(row_id: str, pending: Optional[PendingRow]) -> tuple:
-    """The in-flight row's LOG_FIELDS values (key_id left None: the grant names it)."""
-    p = pending or PendingRow("", "", False, 0, None, time.time())
-    # nothing charged yet: a row's cost is always what its key was charged
-    return (row_id, None, p.started, p.endpoint, p.model, None, p.stream, IN_FLIGHT, p.input_tokens, 0, 0, 0,
-            0, None, None, p.request_id, 0, 0, 0, p.prices)
+def _pending_values(pending: Optional[PendingRow]) -> tuple:
+    """The hold's HOLD_PENDING_COLUMNS: what its call's row says if its process dies before settling it."""
+    if pending is None:
+        return (None,) * len(HOLD_PENDING_COLUMNS)
+    return pending.endpoint, pending.model, pending.stream, pending.input_tokens, pending.prices, pending.request_id
 
 
-# the in-flight row goes in with the hold: the key's id is the one granted (the grant may find it by hash); what
-# every in-flight row holds (as `_pending_row` makes it) is written into the statement, not sent as parameters
-_PENDING_FIXED = ("account", "status_code", "output_tokens", "cached_tokens", "cost_nano", "latency_ms",
-                  "response_id", "error", "cache_write_tokens", "cache_write_1h_tokens", "overage_nano")
-_PENDING_SAMPLE = dict(zip(LOG_FIELDS, _pending_row("", None)))
-_PENDING_CONSTANTS = {"key_id": "granted.id", **{name: "NULL" if _PENDING_SAMPLE[name] is None
-                                                 else str(int(_PENDING_SAMPLE[name])) for name in _PENDING_FIXED}}
-_PENDING_SELECT = ", ".join(_PENDING_CONSTANTS.get(name, "%s") for name in LOG_FIELDS)
 GRANT_SQL_POSTGRES = {by: f"""
 WITH granted AS (
     UPDATE api_key SET reserved_nano = reserved_nano + %s WHERE {match.format(p="%s")} AND {_BUDGET_CONDITION.format(p="%s")}
     RETURNING *, {PICK_ACCOUNT_SQL_POSTGRES} AS picked_account),
-held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS}) SELECT %s, granted.id, %s, %s, %s, granted.picked_account, %s
-    FROM granted),
-logged AS (INSERT INTO request_log ({_LOG_COLUMNS}) SELECT {_PENDING_SELECT} FROM granted)
+held AS (INSERT INTO budget_hold ({_HOLD_COLUMNS})
+    SELECT %s, granted.id, %s, %s, %s, granted.picked_account, %s{", %s" * len(HOLD_PENDING_COLUMNS)} FROM granted)
 SELECT granted.*, (SELECT value FROM setting WHERE "key" = %s) AS catalog_version,
     {ACCOUNT_STATE_SQL_POSTGRES} AS account_state, set_config('synchronous_commit', 'off', true) AS async_commit
 FROM granted""" for by, match in _MATCH.items()}
@@ -180,7 +171,7 @@ GRANT_POSTGRES = {by: ServerPrepared(sql) for by, sql in GRANT_SQL_POSTGRES.item
 GRANT_SQL_SQLITE = {by: (f"UPDATE api_key SET reserved_nano = reserved_nano + ? WHERE {match} AND {_BUDGET_CONDITION} "
                          'RETURNING *, (SELECT value FROM setting WHERE "key" = ?) AS catalog_version').format(p="?")
                     for by, match in _MATCH.items()}
-INSERT_HOLD_SQL_SQLITE = f"INSERT INTO budget_hold ({_HOLD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_HOLD_SQL_SQLITE = f"INSERT INTO budget_hold ({_HOLD_COLUMNS}) VALUES ({', '.join('?' * len(_HOLD_FIELDS))})"
 
 
 def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[ApiKey]:
@@ -188,17 +179,17 @@ def grant(reservation: Reservation, key_hash: Optional[str] = None) -> Optional[
 
     The key's row once granted (with `catalog_version`, and `account_state`: [id, cooldown_until, last_headers,
     last_checked_at] of each candidate account), None when not granted. Sets `hold_id`, `key_id`, `account_id`.
-    With `reservation.pending`, the call's in-flight request-log row (id `hold_id`) is written with the hold.
+    With `reservation.pending`, the hold keeps what its call's request-log row (id `hold_id`) says if its
+    process dies before settling it.
     """
     now = time.time()
     by, match = ("hash", (key_hash, int(now))) if key_hash is not None else ("id", (reservation.key_id,))
     amount, hold_id, owner, tokens = reservation.amount, new_id("req"), holds.owner(), reservation.tokens
     candidates = list(reservation.candidates)
-    pending = _pending_row(hold_id, reservation.pending)
+    pending = _pending_values(reservation.pending)
     if is_postgres():
         params = (amount, *match, amount, candidates, amount, tokens, now, hold_id, amount, owner, now, tokens,
-                  *(value for name, value in zip(LOG_FIELDS, pending) if name not in _PENDING_CONSTANTS),
-                  CATALOG_VERSION_KEY, candidates)
+                  *pending, CATALOG_VERSION_KEY, candidates)
         rows = GRANT_POSTGRES[by].run(lambda sql: model_rows(ApiKey, database.execute_sql(sql, params)))
         row = rows[0] if rows else None
         if row is not None:
@@ -235,8 +226,7 @@ class _SqliteGrant:
         accounts = candidate_rows_sqlite(candidates)  # one read: the pick's and the shared state's
         row.picked_account = pick_account_sqlite(candidates, amount, tokens, now, rows=accounts)
         database.execute_sql(INSERT_HOLD_SQL_SQLITE, (hold_id, row.id, amount, owner, now, row.picked_account,
-                                                      tokens))
-        INSERT_LOG.rowcount(hold_id, row.id, *pending[2:])
+                                                      tokens, *pending))
         row.account_state = account_state(accounts)
         self.row = row
 
@@ -282,7 +272,8 @@ class LogEntry:
     prices: Optional[str] = None  # pricing.prices_json of the prices `cost` was computed at
 
 
-# an upsert: settling a call fills in the in-flight row the grant wrote
+# an upsert: a call taken for dead (its hold given back, its row written with status 499) that settles after all
+# writes its row over that one
 _SETTLED_FIELDS = [name for name in LOG_FIELDS if name not in ("id", "key_id", "created_at")]
 INSERT_LOG = Prepared(lambda *values: RequestLog.insert(dict(zip(LOG_FIELDS, values))).on_conflict(
     conflict_target=[RequestLog.id], preserve=[RequestLog._meta.fields[name] for name in _SETTLED_FIELDS]))

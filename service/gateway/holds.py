@@ -10,10 +10,11 @@ owner whose pid no longer runs is dead at once (at start, and before a 402).
 Deleting the row is the claim: whoever deletes it (the settling request or the
 sweep) is the one that releases its amount.
 
-A hold shares its id with its call's request-log row, written `IN_FLIGHT` with
-it (billing.grant): a hold given back by its own process (the call never reached
-an upstream) takes the row with it; a hold of a stopped process settles the row
-as abandoned (status 499), charged what the row knew: its input's estimate.
+A hold shares its id with its call's request-log row, written when the call
+settles; the hold keeps what that row will say (billing.grant): a hold of a
+stopped process writes it as abandoned (status 499), charged what was known: its
+input's estimate. (Processes older than schema 13 wrote the row `IN_FLIGHT` with
+the hold instead; their holds settle that row.)
 """
 from __future__ import annotations
 
@@ -125,27 +126,31 @@ def give_back(hold_id: str, key_id: Optional[str] = None, amount: Optional[int] 
         if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
             return 0
         ApiKey.update(reserved_nano=ApiKey.reserved_nano - amount).where(ApiKey.id == key_id).execute()
-        RequestLog.delete().where((RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT)).execute()
     return amount
 
 
 def settle_abandoned(hold_id: str) -> int:
-    """Give back the hold of a stopped process and settle its call's in-flight row (status 499), charged
-    the row's input estimate (never more than the hold); the amount released (0 if already gone)."""
-    hold = BudgetHold.get_or_none(BudgetHold.id == hold_id)  # neither changes while their owner is gone
+    """Give back the hold of a stopped process and write its call's row (status 499), charged the input's
+    estimate (never more than the hold); the amount released (0 if already gone)."""
+    hold = BudgetHold.get_or_none(BudgetHold.id == hold_id)  # it never changes while its owner is gone
     if hold is None:
         return 0
-    pending = RequestLog.get_or_none((RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT))
+    legacy = None if hold.endpoint is not None else RequestLog.get_or_none(
+        (RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT))  # a process older than schema 13's
+    known = legacy or hold
     charge = 0
-    if pending is not None and pending.prices:
-        known = Usage(input_tokens=pending.input_tokens)
-        charge = min(price_tokens(json.loads(pending.prices), known), hold.amount_nano)
+    if known.endpoint is not None and known.prices:
+        charge = min(price_tokens(json.loads(known.prices), Usage(input_tokens=known.input_tokens)), hold.amount_nano)
+    settled = dict(status_code=ABANDONED, cost_nano=charge, error=ABANDONED_NOTE,
+                   latency_ms=int((time.time() - known.created_at) * 1000))
     with database.atomic():
         if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
             return 0
-        if pending is not None and not RequestLog.update(
-                status_code=ABANDONED, cost_nano=charge, error=ABANDONED_NOTE,
-                latency_ms=int((time.time() - pending.created_at) * 1000)).where(
+        if hold.endpoint is not None:
+            RequestLog.insert(id=hold_id, key_id=hold.key_id, created_at=hold.created_at, endpoint=hold.endpoint,
+                              model=hold.model, stream=bool(hold.stream), input_tokens=hold.input_tokens or 0,
+                              prices=hold.prices, request_id=hold.request_id, **settled).execute()
+        elif legacy is None or not RequestLog.update(**settled).where(
                 (RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT)).execute():
             charge = 0
         ApiKey.update(reserved_nano=ApiKey.reserved_nano - hold.amount_nano,

@@ -234,7 +234,7 @@ def _plan(turn: Turn) -> None:
     turn.watch = OutputWatch(request.max_output_tokens)
     turn.prices = prices_json(prices_of(turn.model))
     turn.reservation.pending = billing.PendingRow(call.endpoint, request.model, request.stream, turn.input_estimate,
-                                                  turn.prices, turn.started, call.trace.request_id or None)
+                                                  turn.prices, call.trace.request_id or None)
 
 
 # ---------------------------------------------------------------- routing and failover

@@ -123,9 +123,25 @@ def m012_overage_index(db) -> None:
     db.execute_sql(f"CREATE INDEX IF NOT EXISTS {OVERAGE_INDEX} ON request_log (created_at) WHERE overage_nano > 0")
 
 
+def m013_pending_in_holds(db) -> None:
+    """A call's request-log row written once, when it settles: what a killed call's row needs goes in its hold
+    instead of an in-flight row that settling rewrote (on PostgreSQL a second version of the row, and an entry
+    in each of the log's seven indexes, every call). The in-flight rows of live holds move into them."""
+    for name in m.HOLD_PENDING_COLUMNS:
+        _add_column(db, "budget_hold", name, m.BudgetHold._meta.fields[name])
+    columns = ", ".join(m.HOLD_PENDING_COLUMNS)
+    db.execute_sql(f"UPDATE budget_hold SET ({columns}) = (SELECT {columns} FROM request_log "
+                   f"WHERE request_log.id = budget_hold.id AND request_log.status_code = {m.IN_FLIGHT}) "
+                   f"WHERE endpoint IS NULL AND EXISTS (SELECT 1 FROM request_log WHERE request_log.id = "
+                   f"budget_hold.id AND request_log.status_code = {m.IN_FLIGHT})")
+    db.execute_sql(f"DELETE FROM request_log WHERE status_code = {m.IN_FLIGHT} "
+                   "AND id IN (SELECT id FROM budget_hold WHERE endpoint IS NOT NULL)")
+
+
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,
               m005_drop_redundant_indexes, m006_user_allowances, m007_conversation_item_ids,
-              m008_console_sessions, m009_fleet, m010_request_id, m011_money, m012_overage_index]
+              m008_console_sessions, m009_fleet, m010_request_id, m011_money, m012_overage_index,
+              m013_pending_in_holds]
 
 
 def schema_version() -> int:

@@ -107,7 +107,8 @@ class ApiKey(BaseModel):
 
 
 class RequestLog(BaseModel):
-    """One row per request that reached an upstream; written `IN_FLIGHT` before the call, settled after."""
+    """One row per request that reached an upstream, written once, when it settles (that of a call whose process
+    died, from its hold: gateway/holds.py)."""
 
     id = pw.CharField(primary_key=True, max_length=40)
     key_id = pw.CharField(max_length=40)  # looked up by (key_id, created_at), the index below
@@ -223,6 +224,14 @@ class BudgetHold(BaseModel):
     created_at = pw.DoubleField()
     account_id = pw.CharField(max_length=40, null=True)  # the account whose window capacity it also holds
     tokens = pw.BigIntegerField(null=True)  # the worst-case tokens it holds on that account
+    # what its call's request-log row says if its process dies before settling it (m013; null in holds of a
+    # process older than that, which wrote an `IN_FLIGHT` row instead): holds.settle_abandoned
+    endpoint = pw.CharField(max_length=100, null=True)
+    model = pw.CharField(max_length=200, null=True)
+    stream = pw.BooleanField(null=True)
+    input_tokens = pw.IntegerField(null=True)  # the input's estimate: what an abandoned call is charged
+    prices = pw.TextField(null=True)  # pricing.prices_json
+    request_id = pw.CharField(max_length=128, null=True)
 
     class Meta:
         table_name = "budget_hold"
@@ -299,4 +308,5 @@ class UsageDaily(BaseModel):
 TABLES_CONSOLE = [ConsoleSession, UsageDaily]
 TABLES_V6 = [ProcessLease]
 
-IN_FLIGHT = 0  # request_log.status_code of a call not settled yet
+HOLD_PENDING_COLUMNS = ("endpoint", "model", "stream", "input_tokens", "prices", "request_id")  # of BudgetHold
+IN_FLIGHT = 0  # request_log.status_code of a call not settled yet, as processes older than m013 wrote it

@@ -5,8 +5,9 @@ formats cost N codecs. Nothing here knows HTTP or Flask.
 """
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Union
 
 
@@ -112,6 +113,9 @@ PART_TYPES = {cls.type: cls for cls in (TextPart, ImagePart, FilePart, ToolCallP
                                         ServerToolPart)}
 
 
+_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in PART_TYPES.values()}
+
+
 def part_from_dict(data: dict) -> Part:
     """Rebuild a part from its `to_dict` form."""
     data = dict(data)
@@ -133,9 +137,15 @@ def part_to_dict(part: Part, by_reference: bool = False) -> dict:
             if getattr(part, name, None) is not None:
                 kept[name] = getattr(part, name)
         return kept
-    data = {k: v for k, v in asdict(part).items() if v is not None}
-    if by_reference and isinstance(part, ToolResultPart) and isinstance(part.content, list):
-        data["content"] = [part_to_dict(p, by_reference=True) for p in part.content]
+    data = {}
+    for name in _FIELD_NAMES[type(part)]:
+        value = getattr(part, name)
+        if value is None:
+            continue
+        if name == "content" and isinstance(part, ToolResultPart) and isinstance(value, list):
+            data[name] = [part_to_dict(p, by_reference=by_reference) for p in value]
+        else:  # containers copied, as dataclasses.asdict would: the dict never aliases the part
+            data[name] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
     return data
 
 

@@ -5,6 +5,7 @@ audit` recomputes each request-log row with it from the prices stored in the row
 """
 from __future__ import annotations
 
+import functools
 import json
 
 from .canonical import Usage
@@ -25,7 +26,12 @@ def prices_of(model: ModelInfo) -> dict:
 
 def prices_json(prices: dict) -> str:
     """The prices as the request-log row keeps them."""
-    return json.dumps(prices, separators=(",", ":"), sort_keys=True)
+    return _prices_json(tuple(prices.items()))
+
+
+@functools.lru_cache(maxsize=1024)  # a call's model has the prices of many calls before it
+def _prices_json(items: tuple) -> str:
+    return json.dumps(dict(items), separators=(",", ":"), sort_keys=True)
 
 
 def _quarter_prices(prices: dict) -> tuple:

@@ -7,10 +7,10 @@ the thread: as in OpenAI's API, they do not carry over.
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Optional
 
+from .. import json_codec
 from ..api_error import ApiError
 from ..storage.db import is_postgres
 from ..storage.models import Conversation, ConversationItem, StoredResponse
@@ -48,7 +48,7 @@ STORE_RESPONSE_SQL = {True: _STORE_RESPONSE, False: _STORE_RESPONSE.replace("%s"
 
 
 def _json(value) -> str:
-    return json.dumps(value, separators=(",", ":"))  # as the model's JSONField stores it
+    return json_codec.dumps(value).decode("utf-8")  # JSON as the model's JSONField reads it
 
 
 def get_stored(response_id: str, key_id: str, param: str = "response_id") -> StoredResponse:

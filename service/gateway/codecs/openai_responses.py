@@ -6,11 +6,11 @@ conversation, item_reference and file ids before and after; this module only con
 from __future__ import annotations
 
 import copy
-import uuid
 from dataclasses import replace
 from typing import Any, Optional
 
 from ... import json_codec
+from ...ids import random_bytes
 from ..canonical import (
     STOP_END_TURN,
     STOP_MAX_TOKENS,
@@ -57,9 +57,14 @@ MEDIA_TYPES = {
 }
 
 
+def _copied(value):
+    """A value of the request echoed in the response: containers copied (the response never aliases the body)."""
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+
 def new_id(prefix: str) -> str:
     """A fresh id with the given prefix (`msg_`, `fc_`, `rs_`, …)."""
-    return prefix + uuid.uuid4().hex
+    return prefix + random_bytes(16).hex()
 
 
 # ---------------------------------------------------------------- input items
@@ -614,7 +619,7 @@ def _response_object(ctx: RenderContext, output: list, stop_reason: Optional[str
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.total_tokens,
         },
-        **{key: copy.deepcopy(body[key] if body.get(key) is not None else default)
+        **{key: _copied(body[key] if body.get(key) is not None else default)
            for key, default in ECHOED_DEFAULTS.items()},
         "tools": _echoed_tools(body.get("tools")),
         "store": ctx.extra.get("store", body.get("store", True)),

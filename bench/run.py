@@ -632,8 +632,9 @@ def table(results: list[Result]) -> str:
                          _fmt(r.rss_mb, 0), r.target])
             continue
         if r.scenario.startswith("open-streams"):
+            cpu = f"{r.cpu_ms['gateway']:.2f}" if r.cpu_ms else "–"
             rows.append([r.db, r.label, r.concurrency, "–", f"{r.p50:.0f}", f"{r.p99:.0f}", f"{r.non2xx} dropped "
-                         f"({r.note})", "–", "–", "–", _fmt(r.rss_mb, 0), r.target])
+                         f"({r.note})", "–", "–", cpu, _fmt(r.rss_mb, 0), r.target])
             continue
         cpu = "–"
         if r.cpu_ms:
@@ -966,12 +967,16 @@ class Bench:
             reset_peak_rss(worker)
             rss_before = peak_rss_mb(worker)
             log = self.workdir / f"open-streams-{kind}.log"
+            watch = CpuWatch(lambda: worker)  # the worker's CPU per stream: each event arrives alone here
+            watch.start()
             client = subprocess.run(
                 [PYTHON, str(BENCH / "open_streams.py"), "--url", gateway.url, "--key", key, "--model",
                  "gpt-bench-paced", "--streams", str(n), "--chunks", str(self.hold_chunks),
                  "--timeout", str(max(30.0, self.hold * 3))],
                 capture_output=True, text=True, timeout=self.hold * 10 + 120, check=False)
             log.write_text(client.stdout + client.stderr)
+            watch.foreign_share()
+            stream_cpu = watch.used(worker) * 1000 / n
             rss = peak_rss_mb(worker)
             line = next((ln for ln in client.stdout.splitlines() if ln.startswith("{")), None)
             if line is None:
@@ -987,7 +992,8 @@ class Bench:
                  f"worker RSS {rss_before} MB idle → peak {rss} MB")
         return Result(kind, f"open-streams-{n}", f"{n} open streams, 1 worker, {self.hold:g} s each", str(n),
                       p50=figures["duration_p50_ms"] or 0.0, p99=figures["duration_p99_ms"] or 0.0,
-                      non2xx=figures["dropped"], rss_mb=rss, note=note, extra={**figures, "rss_idle_mb": rss_before})
+                      non2xx=figures["dropped"], rss_mb=rss, note=note, cpu_ms={"gateway": stream_cpu, "database": 0.0},
+                      extra={**figures, "rss_idle_mb": rss_before})
 
     # ----- cold start
     def cold_start(self, kind: str) -> Result:

@@ -19,6 +19,7 @@ faults behave like "ok", so they can label accounts for ``count()``. Scenarios:
 - ``midstream_error``: streams send 3 events, then the provider's in-stream error;
 - ``nousage``: no usage anywhere (Anthropic, whose format requires it, gets zeros);
 - ``slow-<s>``: sleep before answering; ``stall-<s>``: streams pause after 2 events (non-streams: slow);
+  ``wait-<s>``: streams send their headers, then pause before the first event (a model's time to first token);
 - ``hangup``: close the connection without answering;
 - ``closes_idle``: answer as ``ok``, then close the kept-alive connection after ``IDLE_CLOSE`` seconds
   without a next request (what servers' keep-alive timeouts do);
@@ -634,6 +635,8 @@ class _Handler(BaseHTTPRequestHandler):
                          "transfer-encoding": "chunked", **self._base_headers(True)})
         stall, garbage = _seconds(self.scenario, "stall-"), self.scenario == "garbage"
         record = self.server.fake.requests[self.n - 1]
+        self.wfile.flush()
+        time.sleep(_seconds(self.scenario, "wait-"))
         for i, (name, data) in enumerate(events):
             if self.scenario in ("runaway", "max_tokens_only") and i:
                 time.sleep(RUNAWAY_PAUSE)

@@ -223,6 +223,35 @@ def test_a_quiet_upstream_gets_keep_alive_comments(inbound, impatient, upstream)
             assert "Hello" in events.get_final_message().content[0].text
 
 
+@pytest.mark.parametrize("inbound", ["chat", "responses", "messages"])
+def test_the_wait_for_a_streams_first_event_is_bridged_and_bounded_by_the_read_timeout(inbound, impatient, upstream):
+    """The upstream's headers, then silence before its first event: keep-alive comments meanwhile (the keep-alive
+    interval is 0.1 s) and the answer once it comes; a silence past the read timeout (1 s) ends the stream with
+    the format's error event, however many keep-alives bridged it."""
+    server, key = impatient
+    model, _ = serve(server, upstream, "anthropic", ["wait-0.5"])
+    answer = post(server.url, key, inbound, body_for(inbound, model, stream=True))
+    assert answer.status_code == 200
+    lines = answer.text.splitlines()
+    assert lines[0] == ": keep-alive" and lines.count(": keep-alive") >= 2, lines[:5]
+    assert "Hello" in answer.text
+    assert {"chat": "data: [DONE]", "responses": "event: response.completed",
+            "messages": "event: message_stop"}[inbound] in lines
+    assert "event: error" not in lines and "event: response.failed" not in lines
+    model, _ = serve(server, upstream, "anthropic", ["wait-3"])
+    started = time.monotonic()
+    answer = post(server.url, key, inbound, body_for(inbound, model, stream=True))
+    assert answer.status_code == 200 and time.monotonic() - started < 2.5
+    lines = answer.text.strip().splitlines()
+    assert lines[0] == ": keep-alive" and "Hello" not in answer.text
+    if inbound == "chat":
+        assert "read timeout" in json.loads(lines[-1].removeprefix("data: "))["error"]["message"]
+    elif inbound == "responses":
+        assert lines[-2] == "event: response.failed"
+    else:
+        assert lines[-2] == "event: error"
+
+
 # ---------------------------------------------------------------- secrets
 def test_the_upstream_sees_the_accounts_credential_not_the_clients_key(gateway, upstream, key):
     model, _ = serve(gateway, upstream, "anthropic", ["secret-check"])

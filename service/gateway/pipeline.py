@@ -27,7 +27,7 @@ from .file_parts import resolve_file_parts
 from .output_cap import OutputWatch, apply_cap
 from .pricing import prices_json, prices_of
 from .router import cooldowns, order_accounts
-from .sse import KEEPALIVE, batches_with_keepalive, encode_event
+from .sse import KEEPALIVE, encode_event
 from .tokens import asks_for_caching, bound_request, estimate_request, estimate_text
 from .upstreams import upstream_for
 from .upstreams.http import Timeouts, UpstreamError
@@ -455,7 +455,8 @@ def _echo_answer(turn: Turn, upstream) -> Answer:
         body = codec.render_response(response, turn.ctx)
         _settle_answered(turn, 200, response.usage, body, response, response_id=turn.ctx.response_id)
         return Answer(200, body=body)
-    return Answer(200, stream=_render_stream(turn, upstream.stream(request), codec), headers=dict(STREAM_HEADERS))
+    batches = ([event] for event in upstream.stream(request))
+    return Answer(200, stream=_render_stream(turn, batches, codec), headers=dict(STREAM_HEADERS))
 
 
 def _client_call_id(turn: Turn, raw: Optional[str]) -> str:
@@ -481,35 +482,51 @@ def _stream(turn: Turn, upstream, answer, passthrough: bool) -> Iterator[bytes]:
     if passthrough:
         return _passthrough_stream(turn, answer, parser)
 
-    def canonical_events():
-        for name, data in answer.events():  # error events scrubbed of credentials (upstreams/scrub.py)
-            yield from parser.feed(name, data)
-        yield from parser.close()
+    def canonical_batches():
+        """The canonical events of what each read brought (a CodecError after those before it), None for a
+        silence; error events scrubbed of credentials (upstreams/scrub.py)."""
+        batches = answer.event_batches(turn.call.settings.keepalive_seconds)
+        try:
+            for batch in batches:
+                if batch is None:
+                    yield None
+                    continue
+                events, failure = [], None
+                try:
+                    for name, data in batch:
+                        events += parser.feed(name, data)
+                except CodecError as exc:
+                    failure = exc
+                if events:
+                    yield events
+                if failure is not None:
+                    raise failure
+        finally:
+            batches.close()
+        tail = parser.close()
+        if tail:
+            yield tail
 
-    return _render_stream(turn, canonical_events(), CODECS[turn.call.inbound])
+    return _render_stream(turn, canonical_batches(), CODECS[turn.call.inbound])
 
 
 def _stop_reading(source: Iterator) -> None:
-    """Stop the upstream read; the upstream's byte iterator closes its response as it unwinds.
-
-    Closing the response from here instead would race the keep-alive reader greenlet, which may be
-    inside a read of that same response (a client hanging up mid-stream).
-    """
+    """Stop the upstream read; the upstream's byte iterator closes its response as it unwinds."""
     try:
         source.close()
     except Exception:  # the request-log row is written after this, whatever happens here
         log.warning("could not stop reading an upstream stream", exc_info=True)
 
 
-def _render_stream(turn: Turn, events: Iterator, codec) -> Iterator[bytes]:
+def _render_stream(turn: Turn, source: Iterator, codec) -> Iterator[bytes]:
     """Canonical events rendered in the client's format; billed and stored whatever happens.
 
-    The events that arrive together leave together: one write per upstream read, not per event.
+    `source` gives the events in lists, those of one upstream read each (None: a keep-alive is due): the
+    events that arrive together leave together, one write per upstream read, not per event.
     """
     renderer = codec.StreamRenderer(turn.ctx)
     builder = ResponseBuilder(turn.ctx.response_id, turn.request.model)
     status, error = CLIENT_CLOSED, None
-    source = batches_with_keepalive(events, turn.call.settings.keepalive_seconds)
     watch = turn.watch
     out: list = []  # encoded, not yet written
     try:
@@ -581,7 +598,7 @@ def _passthrough_stream(turn: Turn, answer, parser) -> Iterator[bytes]:
     inbound = turn.call.inbound
     status, error, final = CLIENT_CLOSED, None, None
     adopt_id = inbound != "responses"  # Responses streams get our id; Chat and Messages keep the upstream's
-    source = batches_with_keepalive(answer.events(), turn.call.settings.keepalive_seconds)
+    source = answer.event_batches(turn.call.settings.keepalive_seconds)
     watch = turn.watch
     out: list = []  # encoded, not yet written
     try:

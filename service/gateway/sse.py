@@ -19,31 +19,46 @@ KEEPALIVE = b": keep-alive\n\n"
 
 
 def read_events(chunks: Iterable[bytes]) -> Iterator[tuple[Optional[str], str]]:
-    """(event name, data) for each complete event in a byte stream.
+    """(event name, data) for each complete event in a byte stream (EventReader's, chunk after chunk)."""
+    reader = EventReader()
+    for chunk in chunks:
+        yield from reader.feed(chunk)
+
+
+class EventReader:
+    """Server-sent events read from a byte stream as it arrives: `feed` each piece, get the events it completed.
 
     Handles CRLF/LF line ends, multi-line data (joined with newlines), comment
-    lines and `id:`/`retry:` fields. A trailing half-written event is dropped:
-    the caller sees the stream end without it and treats that as a cut.
+    lines and `id:`/`retry:` fields. A trailing half-written event is never
+    given: the caller sees the stream end without it and treats that as a cut.
 
     The complete lines of what has arrived are decoded and split at once (a newline byte is never part of
     a multi-byte UTF-8 character, so a line is decoded whole, as alone); only a cut line waits for more.
     """
-    rest = b""  # a line not yet ended
-    event: Optional[str] = None
-    data: list[str] = []
-    for chunk in chunks:
+
+    __slots__ = ("_rest", "_event", "_data")
+
+    def __init__(self) -> None:
+        self._rest = b""  # a line not yet ended
+        self._event: Optional[str] = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[Optional[str], str]]:
+        """The events `chunk` completed, in order."""
         end = chunk.rfind(b"\n")
         if end < 0:
-            rest += chunk
-            continue
-        block = rest + chunk[:end] if rest else chunk[:end]
-        rest = chunk[end + 1:]
+            self._rest += chunk
+            return []
+        block = self._rest + chunk[:end] if self._rest else chunk[:end]
+        self._rest = chunk[end + 1:]
+        events = []
+        event, data = self._event, self._data
         for line in block.decode("utf-8", errors="replace").split("\n"):
             if line.endswith("\r"):
                 line = line.rstrip("\r")
             if not line:
                 if data:
-                    yield event, "\n".join(data)
+                    events.append((event, "\n".join(data)))
                 event, data = None, []
                 continue
             if line[0] == ":":
@@ -55,71 +70,5 @@ def read_events(chunks: Iterable[bytes]) -> Iterator[tuple[Optional[str], str]]:
                 data.append(value)
             elif name == "event":
                 event = value
-
-
-_DONE = object()
-
-
-MAX_BATCH = 32  # events per write at most: a client that hung up is noticed within a few writes
-
-
-def batches_with_keepalive(iterator: Iterator, interval: float) -> Iterator[Optional[list]]:
-    """The items of `iterator` in lists of those available at once (up to MAX_BATCH), and None whenever
-    `interval` seconds pass without one.
-
-    Under gevent a reader greenlet feeds a queue, so the caller can send a
-    keep-alive comment during long upstream silences, and can write all the
-    events one upstream read brought in one piece (one send instead of one per
-    event); without gevent each item comes alone. Exceptions of the iterator are
-    re-raised after the items before them.
-    """
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover
-        monkey = None
-    if monkey is None or not monkey.is_module_patched("socket") or interval <= 0:
-        for item in iterator:
-            yield [item]
-        return
-    import gevent
-    from gevent.queue import Empty, Queue
-
-    queue: Queue = Queue()
-
-    def pump():
-        try:
-            for item in iterator:
-                queue.put((item, None))
-        except BaseException as exc:  # handed to the consumer
-            queue.put((_DONE, exc))
-        else:
-            queue.put((_DONE, None))
-
-    reader = gevent.spawn(pump)
-    try:
-        while True:
-            try:  # what the reader already has needs no timer (gevent makes one for each blocking get)
-                item, error = queue.get_nowait()
-            except Empty:
-                try:
-                    item, error = queue.get(timeout=interval)
-                except Empty:
-                    yield None
-                    continue
-            batch = []
-            while item is not _DONE:
-                batch.append(item)
-                if len(batch) == MAX_BATCH:
-                    break
-                try:
-                    item, error = queue.get_nowait()
-                except Empty:
-                    break
-            if batch:
-                yield batch
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-    finally:
-        reader.kill(block=False)
+        self._event, self._data = event, data
+        return events

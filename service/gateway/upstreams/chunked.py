@@ -13,7 +13,7 @@ the body (which a well-behaved server never sends: the connection is then not re
 from __future__ import annotations
 
 from http.client import IncompleteRead
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 MAX_SIZE_LINE = 1024
 MAX_TRAILERS = 64 * 1024
@@ -25,18 +25,26 @@ class ProtocolError(ValueError):
 
 
 class ChunkedBody:
-    """Decodes the chunked body read from `fp` (a buffered reader with `read1`)."""
+    """Decodes the chunked body read from `fp` (a buffered reader with `read1`).
 
-    def __init__(self, fp, read_size: int = 65536):
+    With `ready` (a wait before each read: True once `fp` has bytes, False after a silence), the iteration
+    gives None for each silence, so that its reader can say something meanwhile (a keep-alive)."""
+
+    def __init__(self, fp, read_size: int = 65536, ready: Optional[Callable[[], bool]] = None):
         self._fp = fp
         self._read_size = read_size
+        self._ready = ready
         self.done = False  # the last chunk and the trailers were read
         self.leftover = False  # bytes followed the body
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Optional[bytes]]:
         buffer = b""
         state, remaining, seen = "size", 0, 0  # remaining: data bytes of this chunk to come; seen: trailer bytes
+        ready = self._ready
         while not self.done:
+            if ready is not None and not ready():
+                yield None
+                continue
             data = self._fp.read1(self._read_size)
             if not data:
                 raise IncompleteRead(b"")

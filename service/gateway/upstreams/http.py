@@ -11,6 +11,7 @@ import http.client
 import json
 import math
 import threading
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Iterator, Optional
@@ -25,7 +26,7 @@ from urllib3.exceptions import (
 )
 
 from ... import json_codec
-from ..sse import read_events
+from ..sse import EventReader
 from .chunked import ChunkedBody
 from .connections import Pool, header_lines, send
 from .scrub import credentials_in, is_error_event, scrub
@@ -94,8 +95,6 @@ def _retry_after(headers) -> Optional[float]:
     if seconds is not None:
         return seconds
     try:
-        import time
-
         return min(MAX_RETRY_AFTER, max(0.0, parsedate_to_datetime(value).timestamp() - time.time()))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
@@ -146,16 +145,18 @@ class UpstreamResponse:
             raise UpstreamError("protocol", "The upstream answer is not a JSON object.")
         return body
 
-    def iter_bytes(self) -> Iterator[bytes]:
-        """The body as it arrives (a cut or a read timeout raises UpstreamError); closed when it ends or is closed."""
+    def iter_bytes(self, interval: float = 0.0) -> Iterator[Optional[bytes]]:
+        """The body as it arrives (a cut or a read timeout raises UpstreamError); closed when it ends or is closed.
+
+        With `interval` (under gevent), None for each `interval` seconds the upstream stays silent."""
         response = self._response
         try:
             if isinstance(response, Streamed):
-                pieces = response.pieces()
+                pieces = response.pieces(interval)
             else:  # a compressed stream, by urllib3's response (which decodes it)
                 pieces = response.read_chunked(65536) if response.chunked else iter(lambda: response.read1(65536), b"")
             for chunk in pieces:
-                if chunk:
+                if chunk is None or chunk:
                     yield chunk
             response.release_conn()  # read to its end: the connection goes back to the pool
         except ReadTimeoutError:
@@ -169,14 +170,29 @@ class UpstreamResponse:
             self.close()
 
     def events(self) -> Iterator[tuple[Optional[str], str]]:
-        """The body as SSE events (name, data); error events scrubbed of credentials like error bodies, and the
-        account's own credential cut out of every event."""
+        """The body as SSE events (name, data), as `event_batches` gives them."""
+        for batch in self.event_batches():
+            yield from batch
+
+    def event_batches(self, interval: float = 0.0) -> Iterator[Optional[list]]:
+        """The body's SSE events (name, data), in lists of those one read completed, and None for each `interval`
+        seconds of silence (under gevent; 0: never). Error events are scrubbed of credentials like error bodies,
+        and the account's own credential is cut out of every event."""
         # "Bearer X" contains X: looking for the shortest forms finds every one
         needles = [c for c in self._credentials if not any(o != c and o in c for o in self._credentials)]
-        for name, data in read_events(self.iter_bytes()):
-            if is_error_event(name, data) or any(needle in data for needle in needles):
-                data = scrub(data, self._credentials)
-            yield name, data
+        reader = EventReader()
+        pieces = self.iter_bytes(interval)
+        try:
+            for piece in pieces:
+                if piece is None:
+                    yield None
+                    continue
+                events = reader.feed(piece)
+                if events:
+                    yield [(name, scrub(data, self._credentials)) if is_error_event(name, data)
+                           or any(needle in data for needle in needles) else (name, data) for name, data in events]
+        finally:
+            pieces.close()
 
     def close(self) -> None:
         """Stop reading: a body not read to its end closes its connection (it cannot be reused)."""
@@ -200,23 +216,81 @@ class Preloaded:
         pass
 
 
+def cooperative() -> bool:
+    """Whether sockets are gevent's (under its monkey-patching): a read can then be waited for with a timeout."""
+    global _cooperative
+    if _cooperative is None:
+        try:
+            from gevent import monkey
+        except ImportError:  # pragma: no cover
+            monkey = None
+        _cooperative = monkey is not None and monkey.is_module_patched("socket")
+    return _cooperative
+
+
+_cooperative: Optional[bool] = None
+
+
+class Silence:
+    """The wait before each read of a stream: True once its reader has bytes to give, False after `interval`
+    seconds without any (a keep-alive is due then); TimeoutError once the silence has lasted `limit` seconds
+    (the read timeout, which the socket's own cannot keep: each wait starts a read afresh).
+
+    The reader is waited on where the stream is read, in the request's own greenlet: no reader greenlet and
+    queue between the upstream and the client (≈ 10 µs and two switches per event that arrives alone, what a
+    provider's paced stream sends: bench/README.md)."""
+
+    __slots__ = ("_fp", "_interval", "_limit", "_since")
+
+    def __init__(self, fp, interval: float, limit: Optional[float]):
+        self._fp, self._interval, self._limit = fp, interval, limit
+        self._since: Optional[float] = None  # when the silence began (None: bytes just came)
+
+    def __call__(self) -> bool:
+        import gevent
+
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        wait = self._interval
+        if self._limit:
+            left = self._limit - (now - self._since)
+            if left <= 0:
+                raise TimeoutError("timed out")
+            wait = min(wait, left)
+        with gevent.Timeout(wait, False):  # interrupts the socket's wait only: nothing read is lost
+            self._fp.peek(1)  # the reader's buffered bytes, or one read of the socket into its buffer
+            self._since = None
+            return True
+        return False
+
+
 class Streamed:
     """A 2xx streamed answer read by http.client's reader: a chunked body a read at a time (chunked.py), any
     other as each read brings it. Its connection goes back to the pool once the body was read to its end (and
     nothing followed it); an answer closed before that closes its connection, which cannot be reused."""
 
-    def __init__(self, answer: http.client.HTTPResponse, conn, pool: Pool):
+    def __init__(self, answer: http.client.HTTPResponse, conn, pool: Pool, read_timeout: Optional[float]):
         self.status, self.headers = answer.status, answer.msg
-        self._answer, self._conn, self._pool = answer, conn, pool
+        self._answer, self._conn, self._pool, self._read_timeout = answer, conn, pool, read_timeout
 
-    def pieces(self) -> Iterator[bytes]:
+    def pieces(self, interval: float = 0.0) -> Iterator[Optional[bytes]]:
+        """What each read brings; with `interval` (under gevent), None for each silence that long."""
         answer = self._answer
+        ready = Silence(answer.fp, interval, self._read_timeout) if interval > 0 and cooperative() else None
         if answer.chunked:
-            body = ChunkedBody(answer.fp)
+            body = ChunkedBody(answer.fp, ready=ready)
             yield from body
             reusable = not body.leftover
         else:
-            yield from iter(lambda: answer.read1(65536), b"")
+            while True:
+                if ready is not None and not ready():
+                    yield None
+                    continue
+                data = answer.read1(65536)
+                if not data:
+                    break
+                yield data
             reusable = not answer.will_close
         conn, self._conn = self._conn, None
         answer.close()  # its reader only: the connection's socket stays open
@@ -268,7 +342,7 @@ class HttpClient:
                 response = _wrapped(answer, conn if keep else None, pool, method, preload=not stream or
                                     answer.status >= 300)
             elif stream and answer.status < 300:
-                response = Streamed(answer, conn if keep else None, pool)
+                response = Streamed(answer, conn if keep else None, pool, read_timeout or self.timeouts.read)
             else:
                 response = Preloaded(answer.status, answer.msg, answer.read())
                 if keep:

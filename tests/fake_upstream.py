@@ -20,6 +20,7 @@ faults behave like "ok", so they can label accounts for ``count()``. Scenarios:
 - ``nousage``: no usage anywhere (Anthropic, whose format requires it, gets zeros);
 - ``slow-<s>``: sleep before answering; ``stall-<s>``: streams pause after 2 events (non-streams: slow);
   ``wait-<s>``: streams send their headers, then pause before the first event (a model's time to first token);
+  ``gzip-wait-<s>``: the same, the stream gzip-compressed (each event flushed), though identity was asked for;
 - ``hangup``: close the connection without answering;
 - ``closes_idle``: answer as ``ok``, then close the kept-alive connection after ``IDLE_CLOSE`` seconds
   without a next request (what servers' keep-alive timeouts do);
@@ -39,6 +40,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -630,13 +632,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send_stream(self, events: list[Event]) -> None:
-        """An SSE body, chunked; stall, cut, garbage and midstream_error are applied here."""
+        """An SSE body, chunked; stall, cut, garbage, midstream_error and gzip are applied here."""
+        compressed = self.scenario.startswith("gzip-")
         self._head(200, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-                         "transfer-encoding": "chunked", **self._base_headers(True)})
+                         "transfer-encoding": "chunked", **self._base_headers(True),
+                         **({"content-encoding": "gzip"} if compressed else {})})
         stall, garbage = _seconds(self.scenario, "stall-"), self.scenario == "garbage"
         record = self.server.fake.requests[self.n - 1]
         self.wfile.flush()
-        time.sleep(_seconds(self.scenario, "wait-"))
+        time.sleep(_seconds(self.scenario.removeprefix("gzip-"), "wait-"))
+        if compressed:
+            gzipped = zlib.compressobj(wbits=31)
+            for name, data in events:
+                self._chunk(gzipped.compress(_sse(name, data)) + gzipped.flush(zlib.Z_SYNC_FLUSH))
+                record.events_sent += 1
+            self._chunk(gzipped.flush())
+            self._chunk(b"")
+            return
         for i, (name, data) in enumerate(events):
             if self.scenario in ("runaway", "max_tokens_only") and i:
                 time.sleep(RUNAWAY_PAUSE)

@@ -229,15 +229,16 @@ def test_the_wait_for_a_streams_first_event_is_bridged_and_bounded_by_the_read_t
     interval is 0.1 s) and the answer once it comes; a silence past the read timeout (1 s) ends the stream with
     the format's error event, however many keep-alives bridged it."""
     server, key = impatient
-    model, _ = serve(server, upstream, "anthropic", ["wait-0.5"])
-    answer = post(server.url, key, inbound, body_for(inbound, model, stream=True))
-    assert answer.status_code == 200
-    lines = answer.text.splitlines()
-    assert lines[0] == ": keep-alive" and lines.count(": keep-alive") >= 2, lines[:5]
-    assert "Hello" in answer.text
-    assert {"chat": "data: [DONE]", "responses": "event: response.completed",
-            "messages": "event: message_stop"}[inbound] in lines
-    assert "event: error" not in lines and "event: response.failed" not in lines
+    for scenario in ("wait-0.5", "gzip-wait-0.5"):  # gzip: an upstream that compresses though told not to
+        model, _ = serve(server, upstream, "anthropic", [scenario])
+        answer = post(server.url, key, inbound, body_for(inbound, model, stream=True))
+        assert answer.status_code == 200
+        lines = answer.text.splitlines()
+        assert lines[0] == ": keep-alive" and lines.count(": keep-alive") >= 2, (scenario, lines[:5])
+        assert "Hello" in answer.text
+        assert {"chat": "data: [DONE]", "responses": "event: response.completed",
+                "messages": "event: message_stop"}[inbound] in lines, (scenario, lines[-5:])
+        assert "event: error" not in lines and "event: response.failed" not in lines
     model, _ = serve(server, upstream, "anthropic", ["wait-3"])
     started = time.monotonic()
     answer = post(server.url, key, inbound, body_for(inbound, model, stream=True))

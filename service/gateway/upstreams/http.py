@@ -125,9 +125,10 @@ def rate_limit_headers(headers) -> dict:
 class UpstreamResponse:
     """A 2xx upstream answer: JSON body or a stream of raw bytes."""
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, credentials: tuple = ()):
+    def __init__(self, response: urllib3.BaseHTTPResponse, credentials: tuple = (), reader: Optional[tuple] = None):
         self._response = response
         self._credentials = credentials
+        self._reader = reader  # a compressed stream's (http.client reader, read timeout): its silences are waited on
         self.headers = response.headers
         self.rate_limits = rate_limit_headers(response.headers)
 
@@ -154,7 +155,11 @@ class UpstreamResponse:
             if isinstance(response, Streamed):
                 pieces = response.pieces(interval)
             else:  # a compressed stream, by urllib3's response (which decodes it)
-                pieces = response.read_chunked(65536) if response.chunked else iter(lambda: response.read1(65536), b"")
+                # decode_content said each time: urllib3's read_chunked takes None as "do not decode"
+                decoded = response.read_chunked(65536, decode_content=True) if response.chunked \
+                    else iter(lambda: response.read1(65536, decode_content=True), b"")
+                fp, read_timeout = self._reader or (None, None)
+                pieces = with_silences(decoded, silence(fp, interval, read_timeout) if fp else None)
             for chunk in pieces:
                 if chunk is None or chunk:
                     yield chunk
@@ -265,6 +270,26 @@ class Silence:
         return False
 
 
+def silence(fp, interval: float, read_timeout: Optional[float]) -> Optional[Silence]:
+    """The wait before each read of `fp` that tells its silences (None: not under gevent, or no `interval`)."""
+    return Silence(fp, interval, read_timeout) if interval > 0 and cooperative() else None
+
+
+def with_silences(pieces: Iterator[bytes], ready: Optional[Silence]) -> Iterator[Optional[bytes]]:
+    """`pieces`, each read once `ready` says there are bytes, and None for each silence before it."""
+    if ready is None:
+        yield from pieces
+        return
+    while True:
+        if not ready():
+            yield None
+            continue
+        piece = next(pieces, None)
+        if piece is None:
+            return
+        yield piece
+
+
 class Streamed:
     """A 2xx streamed answer read by http.client's reader: a chunked body a read at a time (chunked.py), any
     other as each read brings it. Its connection goes back to the pool once the body was read to its end (and
@@ -277,20 +302,13 @@ class Streamed:
     def pieces(self, interval: float = 0.0) -> Iterator[Optional[bytes]]:
         """What each read brings; with `interval` (under gevent), None for each silence that long."""
         answer = self._answer
-        ready = Silence(answer.fp, interval, self._read_timeout) if interval > 0 and cooperative() else None
+        ready = silence(answer.fp, interval, self._read_timeout)
         if answer.chunked:
             body = ChunkedBody(answer.fp, ready=ready)
             yield from body
             reusable = not body.leftover
         else:
-            while True:
-                if ready is not None and not ready():
-                    yield None
-                    continue
-                data = answer.read1(65536)
-                if not data:
-                    break
-                yield data
+            yield from with_silences(iter(lambda: answer.read1(65536), b""), ready)
             reusable = not answer.will_close
         conn, self._conn = self._conn, None
         answer.close()  # its reader only: the connection's socket stays open
@@ -329,7 +347,7 @@ class HttpClient:
                 stream: bool = False, read_timeout: Optional[float] = None) -> UpstreamResponse:
         """Send one request; non-2xx answers and transport failures raise UpstreamError."""
         pool = self.pool
-        conn = answer = None
+        conn = answer = reader = None
         try:
             conn = pool.connection(self.timeouts.connect)
             head = self.head_lines + header_lines(headers) if headers else self.head_lines
@@ -341,6 +359,8 @@ class HttpClient:
             if _encoded(answer):
                 response = _wrapped(answer, conn if keep else None, pool, method, preload=not stream or
                                     answer.status >= 300)
+                if stream and answer.status < 300:
+                    reader = (answer.fp, read_timeout or self.timeouts.read)
             elif stream and answer.status < 300:
                 response = Streamed(answer, conn if keep else None, pool, read_timeout or self.timeouts.read)
             else:
@@ -375,7 +395,7 @@ class HttpClient:
                                   retry_after=_retry_after(response.headers), error_type=error_type)
             error.rate_limits = rate_limit_headers(response.headers)
             raise error
-        return UpstreamResponse(response, self.credentials)
+        return UpstreamResponse(response, self.credentials, reader)
 
     def close(self) -> None:
         self.pool.close()

@@ -64,7 +64,7 @@ class Reservation:
 @dataclass
 class PendingRow:
     """What a call's request-log row says before the upstream answers: a killed call is settled on it
-    (holds.settle_abandoned)."""
+    (holds.settle_abandoned). Its fields are the hold's HOLD_PENDING_COLUMNS, by name."""
 
     endpoint: str
     model: str
@@ -153,9 +153,7 @@ _LOG_COLUMNS = ", ".join(f'"{name}"' for name in LOG_FIELDS)
 
 def _pending_values(pending: Optional[PendingRow]) -> tuple:
     """The hold's HOLD_PENDING_COLUMNS: what its call's row says if its process dies before settling it."""
-    if pending is None:
-        return (None,) * len(HOLD_PENDING_COLUMNS)
-    return pending.endpoint, pending.model, pending.stream, pending.input_tokens, pending.prices, pending.request_id
+    return tuple(getattr(pending, name) if pending is not None else None for name in HOLD_PENDING_COLUMNS)
 
 
 GRANT_SQL_POSTGRES = {by: f"""

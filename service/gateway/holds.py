@@ -28,7 +28,7 @@ from typing import Optional
 import peewee as pw
 
 from ..storage.db import database
-from ..storage.models import IN_FLIGHT, ApiKey, BudgetHold, RequestLog
+from ..storage.models import HOLD_PENDING_COLUMNS, IN_FLIGHT, ApiKey, BudgetHold, RequestLog
 from . import leases
 from .canonical import Usage
 from .pricing import price_tokens
@@ -147,9 +147,8 @@ def settle_abandoned(hold_id: str) -> int:
         if BudgetHold.delete().where(BudgetHold.id == hold_id).execute() != 1:
             return 0
         if hold.endpoint is not None:
-            RequestLog.insert(id=hold_id, key_id=hold.key_id, created_at=hold.created_at, endpoint=hold.endpoint,
-                              model=hold.model, stream=bool(hold.stream), input_tokens=hold.input_tokens or 0,
-                              prices=hold.prices, request_id=hold.request_id, **settled).execute()
+            RequestLog.insert(id=hold_id, key_id=hold.key_id, created_at=hold.created_at, **settled,
+                              **{name: getattr(hold, name) for name in HOLD_PENDING_COLUMNS}).execute()
         elif legacy is None or not RequestLog.update(**settled).where(
                 (RequestLog.id == hold_id) & (RequestLog.status_code == IN_FLIGHT)).execute():
             charge = 0

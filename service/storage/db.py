@@ -50,7 +50,8 @@ SQLITE_PRAGMAS = {
 BUSY_WAIT_SECONDS = 15.0  # how long a write waits for another process's write lock
 
 
-def _gevent_patched() -> bool:
+def gevent_patched() -> bool:
+    """Whether sockets are gevent's (its monkey-patching): a wait then yields to the process's other requests."""
     try:
         from gevent import monkey
     except ImportError:  # pragma: no cover
@@ -233,7 +234,7 @@ def make_database(url: str) -> pw.Database:
     if scheme == "sqlite":
         if parsed.netloc and parsed.netloc != "":  # sqlite://relative is a common typo for sqlite:///relative
             name = parsed.netloc + ("/" + name if name else "")
-        green = _gevent_patched()
+        green = gevent_patched()
         pragmas = SQLITE_PRAGMAS
         if green:  # _while_busy waits for locks; the checkpointer thread checkpoints the WAL
             pragmas = {**SQLITE_PRAGMAS, "busy_timeout": 0, "wal_autocheckpoint": WAL_AUTOCHECKPOINT_FALLBACK}

@@ -130,12 +130,10 @@ def m013_pending_in_holds(db) -> None:
     for name in m.HOLD_PENDING_COLUMNS:
         _add_column(db, "budget_hold", name, m.BudgetHold._meta.fields[name])
     columns = ", ".join(m.HOLD_PENDING_COLUMNS)
+    in_flight = f"SELECT id FROM request_log WHERE status_code = {m.IN_FLIGHT}"
     db.execute_sql(f"UPDATE budget_hold SET ({columns}) = (SELECT {columns} FROM request_log "
-                   f"WHERE request_log.id = budget_hold.id AND request_log.status_code = {m.IN_FLIGHT}) "
-                   f"WHERE endpoint IS NULL AND EXISTS (SELECT 1 FROM request_log WHERE request_log.id = "
-                   f"budget_hold.id AND request_log.status_code = {m.IN_FLIGHT})")
-    db.execute_sql(f"DELETE FROM request_log WHERE status_code = {m.IN_FLIGHT} "
-                   "AND id IN (SELECT id FROM budget_hold WHERE endpoint IS NOT NULL)")
+                   f"WHERE request_log.id = budget_hold.id) WHERE id IN ({in_flight})")
+    db.execute_sql(f"DELETE FROM request_log WHERE id IN ({in_flight}) AND id IN (SELECT id FROM budget_hold)")
 
 
 MIGRATIONS = [m001_initial, m002_requests_and_state, m003_files_login_rates, m004_budget_holds,

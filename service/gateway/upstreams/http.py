@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import urllib3
 from urllib3.exceptions import (
@@ -26,6 +26,7 @@ from urllib3.exceptions import (
 )
 
 from ... import json_codec
+from ...storage.db import gevent_patched
 from ..sse import EventReader
 from .chunked import ChunkedBody
 from .connections import Pool, header_lines, send
@@ -159,7 +160,9 @@ class UpstreamResponse:
                 decoded = response.read_chunked(65536, decode_content=True) if response.chunked \
                     else iter(lambda: response.read1(65536, decode_content=True), b"")
                 fp, read_timeout = self._reader or (None, None)
-                pieces = with_silences(decoded, silence(fp, interval, read_timeout) if fp else None)
+                # chunked: the last chunk is always followed by the body's end, which a wait sees arrive
+                pieces = with_silences(decoded, silence(fp, interval, read_timeout) if fp else None,
+                                       lambda: response.chunked or response.length_remaining != 0)
             for chunk in pieces:
                 if chunk is None or chunk:
                     yield chunk
@@ -221,21 +224,6 @@ class Preloaded:
         pass
 
 
-def cooperative() -> bool:
-    """Whether sockets are gevent's (under its monkey-patching): a read can then be waited for with a timeout."""
-    global _cooperative
-    if _cooperative is None:
-        try:
-            from gevent import monkey
-        except ImportError:  # pragma: no cover
-            monkey = None
-        _cooperative = monkey is not None and monkey.is_module_patched("socket")
-    return _cooperative
-
-
-_cooperative: Optional[bool] = None
-
-
 class Silence:
     """The wait before each read of a stream: True once its reader has bytes to give, False after `interval`
     seconds without any (a keep-alive is due then); TimeoutError once the silence has lasted `limit` seconds
@@ -245,15 +233,15 @@ class Silence:
     queue between the upstream and the client (≈ 10 µs and two switches per event that arrives alone, what a
     provider's paced stream sends: bench/README.md)."""
 
-    __slots__ = ("_fp", "_interval", "_limit", "_since")
+    __slots__ = ("_fp", "_interval", "_limit", "_since", "_timeout")
 
     def __init__(self, fp, interval: float, limit: Optional[float]):
-        self._fp, self._interval, self._limit = fp, interval, limit
+        from gevent import Timeout
+
+        self._fp, self._interval, self._limit, self._timeout = fp, interval, limit, Timeout
         self._since: Optional[float] = None  # when the silence began (None: bytes just came)
 
     def __call__(self) -> bool:
-        import gevent
-
         now = time.monotonic()
         if self._since is None:
             self._since = now
@@ -263,7 +251,7 @@ class Silence:
             if left <= 0:
                 raise TimeoutError("timed out")
             wait = min(wait, left)
-        with gevent.Timeout(wait, False):  # interrupts the socket's wait only: nothing read is lost
+        with self._timeout(wait, False):  # interrupts the socket's wait only: nothing read is lost
             self._fp.peek(1)  # the reader's buffered bytes, or one read of the socket into its buffer
             self._since = None
             return True
@@ -272,16 +260,18 @@ class Silence:
 
 def silence(fp, interval: float, read_timeout: Optional[float]) -> Optional[Silence]:
     """The wait before each read of `fp` that tells its silences (None: not under gevent, or no `interval`)."""
-    return Silence(fp, interval, read_timeout) if interval > 0 and cooperative() else None
+    return Silence(fp, interval, read_timeout) if interval > 0 and gevent_patched() else None
 
 
-def with_silences(pieces: Iterator[bytes], ready: Optional[Silence]) -> Iterator[Optional[bytes]]:
-    """`pieces`, each read once `ready` says there are bytes, and None for each silence before it."""
+def with_silences(pieces: Iterator[bytes], ready: Optional[Silence],
+                  due: Callable[[], bool]) -> Iterator[Optional[bytes]]:
+    """`pieces`, each taken once `ready` says there are bytes (whenever `due` says the next one needs a read),
+    and None for each silence before it."""
     if ready is None:
         yield from pieces
         return
     while True:
-        if not ready():
+        if due() and not ready():
             yield None
             continue
         piece = next(pieces, None)
@@ -303,12 +293,13 @@ class Streamed:
         """What each read brings; with `interval` (under gevent), None for each silence that long."""
         answer = self._answer
         ready = silence(answer.fp, interval, self._read_timeout)
-        if answer.chunked:
+        if answer.chunked:  # the decoder waits before each read it needs
             body = ChunkedBody(answer.fp, ready=ready)
             yield from body
             reusable = not body.leftover
-        else:
-            yield from with_silences(iter(lambda: answer.read1(65536), b""), ready)
+        else:  # a length or the connection's end: a read is due while bytes are left
+            yield from with_silences(iter(lambda: answer.read1(65536), b""), ready,
+                                     lambda: answer.fp is not None and answer.length != 0)
             reusable = not answer.will_close
         conn, self._conn = self._conn, None
         answer.close()  # its reader only: the connection's socket stays open
